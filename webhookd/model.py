@@ -1,0 +1,106 @@
+"""Small records shared by the engine's parts; no I/O here."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+BODY_PREFIX = b'{"events":['
+BODY_SUFFIX = b"]}"
+BODY_OVERHEAD = len(BODY_PREFIX) + len(BODY_SUFFIX)
+
+
+def event_id(seq: int) -> str:
+    """The daemon event id shown to producers and in logs."""
+    return f"evt_{seq}"
+
+
+def element(name: str, object_json: bytes) -> bytes:
+    """One entry of the UltraCart ``events`` array: ``{"<event name>": <object>}``."""
+    return b'{"' + name.encode() + b'":' + object_json + b"}"
+
+
+def body(elements: list[bytes]) -> bytes:
+    """The UltraCart delivery body: always an array, even for one event."""
+    return BODY_PREFIX + b",".join(elements) + BODY_SUFFIX
+
+
+@dataclass(slots=True)
+class Incoming:
+    """A validated line from a producer, not yet committed."""
+
+    name: str
+    payload_key: str
+    identity: str
+    object_json: bytes
+    producer_id: str | None
+    occurred_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """The commit's answer for one :class:`Incoming`."""
+
+    seq: int
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedEvent:
+    """A committed event waiting in one webhook's queue."""
+
+    seq: int
+    accepted_at: float
+    element: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One batch for one webhook, fixed before its first attempt."""
+
+    id: str
+    webhook_id: int
+    events: tuple[QueuedEvent, ...]
+    attempts: int = 0
+
+    @property
+    def body(self) -> bytes:
+        return body([event.element for event in self.events])
+
+    @property
+    def first_accepted_at(self) -> float:
+        return self.events[0].accepted_at
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one POST of a delivery did, as the attempt log stores it."""
+
+    request_id: str
+    delivery_id: str
+    webhook_id: int
+    attempt: int
+    uri: str
+    started_at: float
+    duration_ms: int
+    queue_delay_ms: int
+    request_headers: list[dict[str, str]]
+    status_code: int | None
+    response: str
+    response_headers: list[dict[str, str]]
+    success: bool
+    error: str | None
+    warning: str | None
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_id(prefix: str, now: float) -> str:
+    """A time-sortable unique id (ULID layout: 48-bit ms clock, 80 random bits)."""
+    value = (int(now * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return prefix + "".join(reversed(chars))

@@ -1,0 +1,151 @@
+"""POSTing a delivery with aiohttp and classifying what happened.
+
+One ClientSession is shared by every webhook. Redirects are never followed: a 3xx
+is a failed attempt like any other non-2xx answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from dataclasses import dataclass
+
+import aiohttp
+
+from webhookd import __version__
+from webhookd.config import Webhook
+
+USER_AGENT = f"webhookd/{__version__}"
+MASK = "***"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of one POST, before it becomes an attempt log record."""
+
+    started_at: float
+    duration_ms: int
+    request_headers: list[dict[str, str]]
+    status_code: int | None
+    response: str
+    response_headers: list[dict[str, str]]
+    error: str | None
+
+    @property
+    def success(self) -> bool:
+        return self.error is None
+
+
+def classify(exc: BaseException) -> str:
+    """The attempt log's error class for an exception raised by a request."""
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return "timeout"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return "dns"
+    if isinstance(
+        exc,
+        aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError | ssl.SSLError,
+    ):
+        return "tls"
+    return "connection"
+
+
+def request_headers(
+    webhook: Webhook, delivery_id: str, timestamp: int
+) -> dict[str, str]:
+    """The headers of SPEC §4 for one attempt (real values: never log these)."""
+    headers = dict(webhook.headers)
+    headers.update(
+        {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "X-Webhook-Api-Version": webhook.api_version,
+            "webhook-id": delivery_id,
+            "webhook-timestamp": str(timestamp),
+        }
+    )
+    if webhook.basic_username is not None and webhook.basic_password is not None:
+        headers["Authorization"] = aiohttp.BasicAuth(
+            webhook.basic_username, webhook.basic_password
+        ).encode()
+    return headers
+
+
+def masked(headers: dict[str, str], webhook: Webhook) -> list[dict[str, str]]:
+    """Headers as they may be stored and shown: secrets and custom values as ***."""
+    secret_names = {name.lower() for name, _ in webhook.headers}
+    secret_names |= {"authorization", "webhook-signature"}
+    return [
+        {"name": name, "value": MASK if name.lower() in secret_names else value}
+        for name, value in headers.items()
+    ]
+
+
+class Sender:
+    """Owns the shared ClientSession."""
+
+    def __init__(self, log_body_limit: int) -> None:
+        self.log_body_limit = log_body_limit
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=60)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=True,
+            skip_auto_headers=("Accept", "Accept-Encoding"),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def post(self, webhook: Webhook, delivery_id: str, body: bytes) -> Outcome:
+        assert self._session is not None, "Sender.start() was not awaited"
+        started_at = time.time()
+        clock = time.monotonic()
+        headers = request_headers(webhook, delivery_id, int(started_at))
+        shown = masked(headers, webhook)
+        try:
+            async with asyncio.timeout(webhook.timeout):
+                async with self._session.post(
+                    webhook.url, data=body, headers=headers, allow_redirects=False
+                ) as response:
+                    text = await self._read_limited(response)
+                    status = response.status
+                    response_headers = [
+                        {"name": name, "value": value} for name, value in response.headers.items()
+                    ]
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            return Outcome(
+                started_at,
+                round((time.monotonic() - clock) * 1000),
+                shown,
+                None,
+                str(exc) or type(exc).__name__,
+                [],
+                classify(exc),
+            )
+        return Outcome(
+            started_at,
+            round((time.monotonic() - clock) * 1000),
+            shown,
+            status,
+            text,
+            response_headers,
+            None if 200 <= status < 300 else str(status),
+        )
+
+    async def _read_limited(self, response: aiohttp.ClientResponse) -> str:
+        # Read at most the log's limit: a huge answer must not fill our memory.
+        chunks: list[bytes] = []
+        remaining = self.log_body_limit
+        while remaining > 0:
+            chunk = await response.content.read(remaining)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        return b"".join(chunks).decode("utf-8", errors="replace")

@@ -1,0 +1,519 @@
+"""SQLite: the durable truth. All SQL of webhookd lives in this module.
+
+One writer owns every write transaction. aiosqlite coroutines sharing a
+connection would interleave their BEGIN/COMMIT, so writes are queued as
+:class:`Op` objects and the writer runs all that are waiting in one transaction
+on aiosqlite's thread (group commit). Reads use a second connection; WAL lets
+them run beside the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import aiosqlite
+import orjson
+
+from webhookd.model import Accepted, Attempt, Delivery, Incoming, QueuedEvent, element
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+
+_MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE webhooks (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        source TEXT NOT NULL,
+        definition TEXT,
+        created_at REAL NOT NULL,
+        removed_at REAL,
+        disabled INTEGER NOT NULL DEFAULT 0,
+        consecutive_failures INTEGER NOT NULL DEFAULT 0,
+        next_retry_after REAL,
+        last_success_at REAL,
+        failing_since REAL
+    );
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        object BLOB NOT NULL,
+        producer_id TEXT,
+        occurred_at TEXT,
+        accepted_at REAL NOT NULL
+    );
+    CREATE UNIQUE INDEX events_producer_id ON events(producer_id)
+        WHERE producer_id IS NOT NULL;
+    -- Events accepted for a webhook and not yet placed in one of its deliveries.
+    CREATE TABLE queue (
+        webhook_id INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (webhook_id, seq)
+    ) WITHOUT ROWID;
+    -- Where the latest copy of each object is, for reflow without a scan.
+    CREATE TABLE objects (
+        payload_key TEXT NOT NULL,
+        identity TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (payload_key, identity)
+    ) WITHOUT ROWID;
+    CREATE INDEX objects_seq ON objects(seq);
+    CREATE TABLE deliveries (
+        rowid INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        webhook_id INTEGER NOT NULL,
+        events BLOB NOT NULL,
+        state TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        first_accepted_at REAL NOT NULL,
+        size INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        redelivery_of TEXT,
+        finished_at REAL
+    );
+    CREATE INDEX deliveries_pending ON deliveries(webhook_id, rowid)
+        WHERE state = 'pending';
+    CREATE INDEX deliveries_finished ON deliveries(finished_at);
+    CREATE TABLE attempts (
+        rowid INTEGER PRIMARY KEY,
+        request_id TEXT NOT NULL UNIQUE,
+        delivery_id TEXT NOT NULL,
+        webhook_id INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        uri TEXT NOT NULL,
+        delivery_dts REAL NOT NULL,
+        duration INTEGER NOT NULL,
+        queue_delay INTEGER NOT NULL,
+        request_headers TEXT NOT NULL,
+        response TEXT NOT NULL,
+        response_headers TEXT NOT NULL,
+        status_code INTEGER,
+        success INTEGER NOT NULL,
+        error TEXT,
+        warning TEXT
+    );
+    CREATE INDEX attempts_webhook ON attempts(webhook_id, rowid);
+    CREATE INDEX attempts_delivery ON attempts(delivery_id);
+    """,
+}
+
+
+class StoreError(Exception):
+    """The database cannot be used as it is (newer schema, not a database, ...)."""
+
+
+class StoreUnavailable(Exception):
+    """A write transaction failed (disk full, I/O error): nothing of it was stored."""
+
+
+@dataclass(slots=True)
+class Op(Generic[T]):
+    """One unit of work for the writer; runs inside the shared transaction."""
+
+    run: Callable[[sqlite3.Connection], T]
+    future: asyncio.Future[T]
+    # Called on the event loop, in commit order, before the future resolves.
+    after_commit: Callable[[T], None] | None = None
+
+
+@dataclass(slots=True)
+class WebhookRow:
+    id: int
+    name: str
+    source: str
+    disabled: bool
+    consecutive_failures: int
+    last_success_at: float | None
+    removed_at: float | None
+
+
+def _connect_options(conn: sqlite3.Connection, synchronous: str) -> None:
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
+    conn.execute("PRAGMA foreign_keys=OFF")
+    conn.execute("PRAGMA busy_timeout=5000")
+
+
+class Store:
+    """The database file, its writer and a reader connection."""
+
+    def __init__(self, path: Path, synchronous: str = "normal") -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self._writer_db: aiosqlite.Connection | None = None
+        self._reader_db: aiosqlite.Connection | None = None
+        self._pending: list[Op[Any]] = []
+        self._wake = asyncio.Event()
+        self._closing = False
+        # Only touched on the database thread, inside the writer's transaction.
+        self._next_seq = 1
+
+    # -- opening -----------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open (creating 0600), migrate, and refuse a schema newer than the code."""
+        fresh = not self.path.exists()
+        if fresh:
+            fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+        try:
+            self._writer_db = await aiosqlite.connect(self.path, isolation_level=None)
+            await _on_thread(self._writer_db, self._prepare_writer)
+            self._reader_db = await aiosqlite.connect(self.path, isolation_level=None)
+            await _on_thread(self._reader_db, _connect_options, self._reader_db._conn, "normal")
+        except sqlite3.DatabaseError as exc:
+            await self.close()
+            raise StoreError(f"{self.path}: cannot open database: {exc}") from None
+        except StoreError:
+            await self.close()
+            raise
+
+    def _prepare_writer(self) -> None:
+        assert self._writer_db is not None
+        conn = self._writer_db._conn
+        _connect_options(conn, self.synchronous)
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path}: database schema version {version} is newer than this "
+                f"webhookd understands ({SCHEMA_VERSION}); upgrade webhookd"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _split_sql(_MIGRATIONS[target]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={target}")
+            conn.execute("COMMIT")
+        for suffix in ("-wal", "-shm"):
+            sidecar = Path(f"{self.path}{suffix}")
+            if sidecar.exists():
+                os.chmod(sidecar, 0o600)
+        (max_seq,) = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+        self._next_seq = max_seq + 1
+
+    async def close(self) -> None:
+        for db in (self._reader_db, self._writer_db):
+            if db is not None:
+                await db.close()
+        self._reader_db = self._writer_db = None
+
+    # -- the writer --------------------------------------------------------------
+
+    def submit(
+        self,
+        run: Callable[[sqlite3.Connection], T],
+        after_commit: Callable[[T], None] | None = None,
+    ) -> asyncio.Future[T]:
+        """Queue a write for the next transaction; the future resolves after COMMIT."""
+        if self._closing:
+            raise StoreUnavailable("the store is closing")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append(Op(run, future, after_commit))
+        self._wake.set()
+        return future
+
+    async def write(self, run: Callable[[sqlite3.Connection], T]) -> T:
+        return await self.submit(run)
+
+    async def run_writer(self) -> None:
+        """Run queued ops, many per transaction, until :meth:`stop_writer` and drained."""
+        assert self._writer_db is not None
+        db = self._writer_db
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            ops, self._pending = self._pending, []
+            try:
+                outcomes = await _on_thread(db, self._transaction, ops)
+            except Exception as exc:  # the COMMIT itself failed: nothing was stored
+                error = StoreUnavailable(f"commit failed: {exc}")
+                for op in ops:
+                    if not op.future.done():
+                        op.future.set_exception(error)
+                continue
+            for op, (ok, value) in zip(ops, outcomes, strict=True):
+                if op.future.done():  # the waiter was cancelled
+                    continue
+                if ok:
+                    if op.after_commit is not None:
+                        op.after_commit(value)
+                    op.future.set_result(value)
+                else:
+                    op.future.set_exception(value)
+
+    def stop_writer(self) -> None:
+        """Let the writer finish what is queued, then return; later submits fail."""
+        self._closing = True
+        self._wake.set()
+
+    def _transaction(self, ops: list[Op[Any]]) -> list[tuple[bool, Any]]:
+        assert self._writer_db is not None
+        conn = self._writer_db._conn
+        start_seq = self._next_seq
+        outcomes: list[tuple[bool, Any]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for op in ops:
+                op_seq = self._next_seq
+                conn.execute("SAVEPOINT op")
+                try:
+                    outcomes.append((True, op.run(conn)))
+                except Exception as exc:  # this op alone is undone
+                    conn.execute("ROLLBACK TO op")
+                    self._next_seq = op_seq
+                    outcomes.append((False, exc))
+                conn.execute("RELEASE op")
+            conn.execute("COMMIT")
+        except BaseException:
+            self._next_seq = start_seq
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return outcomes
+
+    # -- write ops (run on the database thread) ------------------------------------
+
+    def ingest_op(
+        self, events: Sequence[Incoming], routes: Mapping[str, tuple[int, ...]], now: float
+    ) -> Callable[[sqlite3.Connection], list[Accepted]]:
+        """Store events, queue each for its subscribed webhooks, note the latest copies."""
+
+        def run(conn: sqlite3.Connection) -> list[Accepted]:
+            producer_ids = [e.producer_id for e in events if e.producer_id is not None]
+            known: dict[str, int] = {}
+            for chunk_start in range(0, len(producer_ids), 500):
+                chunk = producer_ids[chunk_start : chunk_start + 500]
+                marks = ",".join("?" * len(chunk))
+                known.update(
+                    conn.execute(
+                        f"SELECT producer_id, seq FROM events WHERE producer_id IN ({marks})",
+                        chunk,
+                    ).fetchall()
+                )
+            results: list[Accepted] = []
+            event_rows = []
+            queue_rows: list[tuple[int, int]] = []
+            object_rows = []
+            seq = self._next_seq
+            for event in events:
+                if event.producer_id is not None:
+                    original = known.get(event.producer_id)
+                    if original is not None:
+                        results.append(Accepted(original, True))
+                        continue
+                    known[event.producer_id] = seq
+                event_rows.append(
+                    (seq, event.name, event.object_json, event.producer_id,
+                     event.occurred_at, now)
+                )
+                queue_rows.extend((webhook_id, seq) for webhook_id in routes.get(event.name, ()))
+                object_rows.append((event.payload_key, event.identity, seq))
+                results.append(Accepted(seq, False))
+                seq += 1
+            conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", event_rows)
+            conn.executemany("INSERT INTO queue VALUES (?, ?)", queue_rows)
+            conn.executemany(
+                "INSERT INTO objects VALUES (?, ?, ?) ON CONFLICT (payload_key, identity) "
+                "DO UPDATE SET seq = excluded.seq",
+                object_rows,
+            )
+            self._next_seq = seq
+            return results
+
+        return run
+
+    @staticmethod
+    def form_delivery_op(
+        delivery: Delivery, now: float
+    ) -> Callable[[sqlite3.Connection], None]:
+        """Fix a delivery's id and events and take them off the webhook's queue."""
+        seqs = [event.seq for event in delivery.events]
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO deliveries (id, webhook_id, events, state, created_at, "
+                "first_accepted_at, size) VALUES (?, ?, ?, 'pending', ?, ?, ?)",
+                (delivery.id, delivery.webhook_id, orjson.dumps(seqs), now,
+                 delivery.first_accepted_at, len(delivery.body)),
+            )
+            # A delivery is always a prefix of the queue, so a range is exact.
+            conn.execute(
+                "DELETE FROM queue WHERE webhook_id = ? AND seq BETWEEN ? AND ?",
+                (delivery.webhook_id, seqs[0], seqs[-1]),
+            )
+
+        return run
+
+    @staticmethod
+    def attempt_op(attempt: Attempt, finished: str | None) -> Callable[[sqlite3.Connection], None]:
+        """Log an attempt; update the delivery and its webhook's state with it."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO attempts (request_id, delivery_id, webhook_id, attempt, uri, "
+                "delivery_dts, duration, queue_delay, request_headers, response, "
+                "response_headers, status_code, success, error, warning) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (attempt.request_id, attempt.delivery_id, attempt.webhook_id, attempt.attempt,
+                 attempt.uri, attempt.started_at, attempt.duration_ms, attempt.queue_delay_ms,
+                 orjson.dumps(attempt.request_headers).decode(), attempt.response,
+                 orjson.dumps(attempt.response_headers).decode(), attempt.status_code,
+                 int(attempt.success), attempt.error, attempt.warning),
+            )
+            end = attempt.started_at + attempt.duration_ms / 1000
+            conn.execute(
+                "UPDATE deliveries SET attempts = ?, state = coalesce(?, state), "
+                "finished_at = CASE WHEN ? IS NULL THEN finished_at ELSE ? END WHERE id = ?",
+                (attempt.attempt, finished, finished, end, attempt.delivery_id),
+            )
+            if attempt.success:
+                conn.execute(
+                    "UPDATE webhooks SET consecutive_failures = 0, last_success_at = ?, "
+                    "failing_since = NULL WHERE id = ?",
+                    (end, attempt.webhook_id),
+                )
+            else:
+                conn.execute(
+                    "UPDATE webhooks SET consecutive_failures = consecutive_failures + 1, "
+                    "failing_since = coalesce(failing_since, ?) WHERE id = ?",
+                    (attempt.started_at, attempt.webhook_id),
+                )
+
+        return run
+
+    @staticmethod
+    def sync_webhooks_op(
+        names: Sequence[str], source: str, now: float
+    ) -> Callable[[sqlite3.Connection], dict[str, int]]:
+        """Register the file's webhooks; mark those gone from it as removed.
+
+        A returning name gets its old row back, and with it its queue.
+        """
+
+        def run(conn: sqlite3.Connection) -> dict[str, int]:
+            for name in names:
+                conn.execute(
+                    "INSERT INTO webhooks (name, source, created_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET removed_at = NULL, source = excluded.source",
+                    (name, source, now),
+                )
+            marks = ",".join("?" * len(names))
+            conn.execute(
+                f"UPDATE webhooks SET removed_at = ? WHERE source = ? AND removed_at IS NULL "
+                f"AND name NOT IN ({marks})",
+                (now, source, *names),
+            )
+            rows = conn.execute(
+                f"SELECT name, id FROM webhooks WHERE name IN ({marks})", tuple(names)
+            ).fetchall()
+            return dict(rows)
+
+        return run
+
+    # -- reads ---------------------------------------------------------------------
+
+    async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        assert self._reader_db is not None
+        return list(await self._reader_db.execute_fetchall(sql, params))
+
+    async def webhooks(self) -> list[WebhookRow]:
+        rows = await self._read(
+            "SELECT id, name, source, disabled, consecutive_failures, last_success_at, "
+            "removed_at FROM webhooks ORDER BY name"
+        )
+        return [WebhookRow(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6]) for r in rows]
+
+    async def pending_deliveries(self, webhook_id: int) -> list[Delivery]:
+        """A webhook's formed, unfinished deliveries, in formation order, with their events."""
+        rows = await self._read(
+            "SELECT id, events, attempts FROM deliveries "
+            "WHERE webhook_id = ? AND state = 'pending' ORDER BY rowid",
+            (webhook_id,),
+        )
+        deliveries = []
+        for delivery_id, events_json, attempts in rows:
+            seqs: list[int] = orjson.loads(events_json)
+            events = await self.events(seqs)
+            deliveries.append(Delivery(delivery_id, webhook_id, tuple(events), attempts))
+        return deliveries
+
+    async def events(self, seqs: Sequence[int]) -> list[QueuedEvent]:
+        """Events by sequence number, in the order asked."""
+        found: dict[int, QueuedEvent] = {}
+        for chunk_start in range(0, len(seqs), 500):
+            chunk = seqs[chunk_start : chunk_start + 500]
+            marks = ",".join("?" * len(chunk))
+            for seq, name, object_json, accepted_at in await self._read(
+                f"SELECT seq, name, object, accepted_at FROM events WHERE seq IN ({marks})",
+                chunk,
+            ):
+                found[seq] = QueuedEvent(seq, accepted_at, element(name, object_json))
+        missing = [seq for seq in seqs if seq not in found]
+        if missing:
+            raise StoreError(f"events {missing[:5]} of a delivery are missing from the database")
+        return [found[seq] for seq in seqs]
+
+    async def queued(self, webhook_id: int, after_seq: int, limit: int) -> list[QueuedEvent]:
+        """The next events in a webhook's queue after ``after_seq``, oldest first."""
+        rows = await self._read(
+            "SELECT e.seq, e.name, e.object, e.accepted_at FROM queue q "
+            "JOIN events e ON e.seq = q.seq WHERE q.webhook_id = ? AND q.seq > ? "
+            "ORDER BY q.seq LIMIT ?",
+            (webhook_id, after_seq, limit),
+        )
+        return [QueuedEvent(seq, at, element(name, obj)) for seq, name, obj, at in rows]
+
+    async def pending_count(self, webhook_id: int) -> int:
+        rows = await self._read(
+            "SELECT (SELECT count(*) FROM queue WHERE webhook_id = ?) + "
+            "(SELECT coalesce(sum(json_array_length(events)), 0) FROM deliveries "
+            "WHERE webhook_id = ? AND state = 'pending')",
+            (webhook_id, webhook_id),
+        )
+        return int(rows[0][0])
+
+    async def attempts(self, delivery_id: str) -> list[dict[str, Any]]:
+        """A delivery's attempt log records, oldest first."""
+        assert self._reader_db is not None
+        self._reader_db.row_factory = sqlite3.Row
+        try:
+            rows = await self._read(
+                "SELECT a.*, w.name AS webhook FROM attempts a JOIN webhooks w "
+                "ON w.id = a.webhook_id WHERE a.delivery_id = ? ORDER BY a.rowid",
+                (delivery_id,),
+            )
+        finally:
+            self._reader_db.row_factory = None
+        return [dict(row) for row in rows]
+
+
+async def _on_thread(db: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn`` on the connection's own thread: one hop for a whole transaction.
+
+    aiosqlite exposes this only as ``_execute``; the version range in
+    pyproject.toml is pinned to releases that have it.
+    """
+    result: T = await db._execute(fn, *args)  # type: ignore[no-untyped-call]
+    return result
+
+
+def _split_sql(script: str) -> list[str]:
+    # executescript() would COMMIT our transaction first; run statements one by one.
+    statements = []
+    for chunk in script.split(";"):
+        lines = [line for line in chunk.splitlines() if not line.strip().startswith("--")]
+        statement = "\n".join(lines).strip()
+        if statement:
+            statements.append(statement)
+    return statements
