@@ -51,6 +51,12 @@ def _file_mode(value: object) -> int:
     raise ValueError(f"expected an octal mode string like \"0660\", got {value!r}")
 
 
+def _one_for_now(value: int) -> int:
+    if value > 1:
+        raise ValueError("concurrency > 1 is not supported yet")
+    return value
+
+
 def _positive(value: float) -> float:
     if value <= 0:
         raise ValueError("must be greater than zero")
@@ -62,6 +68,7 @@ PositiveDuration = Annotated[float, BeforeValidator(parse_duration), AfterValida
 Size = Annotated[int, BeforeValidator(parse_size), Field(ge=1)]
 FileMode = Annotated[int, BeforeValidator(_file_mode)]
 NotYet = Annotated[Any, AfterValidator(_not_supported_yet)]
+Concurrency = Annotated[int, Field(ge=1), AfterValidator(_one_for_now)]
 ApiVersion = Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")]
 
 
@@ -99,7 +106,7 @@ class DeliveryDefaults(_Strict):
     maximum_events: int = Field(default=100, ge=1)
     maximum_size: Size = 900 * 1024
     linger: Duration = 0.0
-    concurrency: Annotated[int, Field(ge=1, le=1)] = 1
+    concurrency: Concurrency = 1
     rate_limit: NotYet = None
     retry_schedule: NotYet = None
     disable_after: NotYet = None
@@ -151,7 +158,7 @@ class WebhookConfig(_Strict):
     maximum_events: int | None = Field(default=None, ge=1)
     maximum_size: Size | None = None
     linger: Duration | None = None
-    concurrency: Annotated[int, Field(ge=1, le=1)] | None = None
+    concurrency: Concurrency | None = None
     rate_limit: NotYet = None
     retry_schedule: NotYet = None
     disable_after: NotYet = None

@@ -1,0 +1,212 @@
+"""Config validation: every error names the file, the key path and the problem."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from webhookd.config import ConfigError, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def hook(**overrides: Any) -> dict[str, Any]:
+    webhook: dict[str, Any] = {
+        "name": "erp",
+        "url": "https://erp.example.com/hook",
+        "events": ["order_*"],
+    }
+    webhook.update(overrides)
+    return webhook
+
+
+def error_of(data: dict[str, Any]) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, "shop.toml")
+    return str(caught.value)
+
+
+def test_builtin_defaults_are_the_spec_defaults() -> None:
+    settings = parse_config({})
+    daemon = settings.daemon
+    assert daemon.socket_mode == 0o660
+    assert daemon.max_event_size == 1024 * 1024
+    assert daemon.synchronous == "normal"
+    assert daemon.retention == 30 * 86400
+    assert daemon.log_body_limit == 100_000
+    assert daemon.shutdown_timeout == 10
+    assert daemon.api_version == "2017-03-01"
+    assert settings.webhooks == ()
+
+
+def test_defaults_are_inherited_and_overridden_per_webhook() -> None:
+    settings = parse_config(
+        {
+            "defaults": {"timeout": "5s", "maximum_events": 10, "maximum_size": "1KB"},
+            "webhooks": [hook(), hook(name="wms", maximum_events=3, linger="250ms")],
+        }
+    )
+    erp, wms = settings.webhooks
+    assert (erp.timeout, erp.maximum_events, erp.maximum_size, erp.linger) == (5, 10, 1000, 0)
+    assert (wms.timeout, wms.maximum_events, wms.maximum_size, wms.linger) == (5, 3, 1000, 0.25)
+    assert erp.api_version == "2017-03-01"  # "latest" resolves to the daemon's version
+    assert "order_create" in erp.events and "auto_order_create" not in erp.events
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"daemon": {"data_dri": "/x"}}, "shop.toml: daemon.data_dri: unknown key"),
+        ({"deamon": {}}, "shop.toml: deamon: unknown key"),
+        ({"webhooks": [hook(filter={"order": {}})]}, "shop.toml: webhooks[0].filter: not supported yet"),
+        ({"webhooks": [hook(expansions={"order": "items"})]}, "webhooks[0].expansions: not supported yet"),
+        ({"webhooks": [hook(signing_secret="whsec_x")]}, "webhooks[0].signing_secret: not supported yet"),
+        ({"defaults": {"retry_schedule": ["1s"]}}, "defaults.retry_schedule: not supported yet"),
+        ({"defaults": {"rate_limit": "5/s"}}, "defaults.rate_limit: not supported yet"),
+        ({"daemon": {"proxy": "http://p:3128"}}, "daemon.proxy: not supported yet"),
+        ({"daemon": {"metrics_listen": "127.0.0.1:9464"}}, "daemon.metrics_listen: not supported yet"),
+        ({"api_versions": [{"version": "2016-10-01"}]}, "shop.toml: api_versions: not supported yet"),
+        ({"distribution_centers": [{"code": "DFW"}]}, "distribution_centers: not supported yet"),
+        ({"defaults": {"concurrency": 4}}, "defaults.concurrency: concurrency > 1 is not supported yet"),
+        ({"webhooks": [hook(events=["order_*", "orders_*"])]}, "webhooks[0].events: unknown event category 'orders_*'"),
+        ({"webhooks": [hook(events=["order_created"])]}, "webhooks[0].events: unknown event 'order_created'"),
+        ({"webhooks": [hook(events=[])]}, "webhooks[0].events:"),
+        ({"webhooks": [hook(name="ERP!")]}, "webhooks[0].name:"),
+        ({"webhooks": [hook(), hook()]}, "webhooks: webhook name 'erp' is defined twice"),
+        ({"webhooks": [{"name": "x", "events": ["*"]}]}, "webhooks[0].url: required key is missing"),
+        ({"defaults": {"timeout": "30"}}, "defaults.timeout: invalid duration '30'"),
+        ({"defaults": {"timeout": "0s"}}, "defaults.timeout: must be greater than zero"),
+        ({"defaults": {"maximum_size": "9XB"}}, "defaults.maximum_size: invalid size '9XB'"),
+        ({"defaults": {"maximum_events": 0}}, "defaults.maximum_events:"),
+        ({"daemon": {"socket_mode": "rw"}}, "daemon.socket_mode: expected an octal mode"),
+        ({"daemon": {"synchronous": "off"}}, "daemon.synchronous:"),
+        ({"webhooks": [hook(api_version="2016-10-01")]}, "webhooks[0].api_version: pinning an older API version is not supported yet"),
+    ],
+)
+def test_errors_name_file_key_and_problem(data: dict[str, Any], expected: str) -> None:
+    assert expected in error_of(data)
+
+
+def test_url_rules() -> None:
+    assert "must be https://" in error_of({"webhooks": [hook(url="http://erp.example.com/")]})
+    assert "credentials in the URL" in error_of(
+        {"webhooks": [hook(url="https://u:p@erp.example.com/")]}
+    )
+    assert "not an http(s) URL" in error_of({"webhooks": [hook(url="ftp://erp.example.com/")]})
+    ok = [
+        hook(name="loop4", url="http://127.0.0.1:8080/x"),
+        hook(name="loop6", url="http://[::1]:8080/x"),
+        hook(name="local", url="http://localhost/x"),
+        hook(name="items", url="http://shop.example.com/x", events=["item_*"]),
+        hook(name="opted", url="http://erp.example.com/x", allow_http=True),
+    ]
+    assert len(parse_config({"webhooks": ok}).webhooks) == 5
+    # item-only means every subscribed event: one order event needs https again.
+    assert "must be https://" in error_of(
+        {"webhooks": [hook(url="http://shop.example.com/x", events=["item_*", "order_create"])]}
+    )
+
+
+def test_reserved_headers_cannot_be_overridden() -> None:
+    for name in ("Authorization", "content-type", "webhook-id", "X-Webhook-Api-Version", "Host"):
+        assert "cannot be overridden" in error_of({"webhooks": [hook(headers={name: "x"})]})
+    assert "line break" in error_of({"webhooks": [hook(headers={"X-A": "a\r\nB: c"})]})
+    settings = parse_config({"webhooks": [hook(headers={"X-Env": "prod"})]})
+    assert settings.webhooks[0].headers == (("X-Env", "prod"),)
+
+
+def test_basic_authentication(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("s3cret\n")
+    settings = parse_config(
+        {
+            "webhooks": [
+                hook(authentication="basic", basic_username="erp", basic_password_file=str(secret))
+            ]
+        }
+    )
+    assert settings.webhooks[0].basic_password == "s3cret"
+    assert "needs basic_username" in error_of({"webhooks": [hook(authentication="basic")]})
+    assert "needs one of basic_password" in error_of(
+        {"webhooks": [hook(authentication="basic", basic_username="u")]}
+    )
+    assert "authentication is not" in error_of({"webhooks": [hook(basic_username="u")]})
+    missing = error_of(
+        {
+            "webhooks": [
+                hook(
+                    authentication="basic",
+                    basic_username="u",
+                    basic_password_file=str(tmp_path / "nope"),
+                )
+            ]
+        }
+    )
+    assert "webhooks[0].basic_password_file: cannot read" in missing
+
+
+def test_a_named_file_that_is_missing_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text("[daemon\n")
+    with pytest.raises(ConfigError, match=f"{path}: invalid TOML"):
+        load_config(path)
+
+
+def test_environment_variable_and_builtin_fallback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "env.toml"
+    path.write_text('[daemon]\nlog_level = "debug"\n')
+    monkeypatch.setenv("WEBHOOKD_CONFIG", str(path))
+    assert load_config().daemon.log_level == "debug"
+    monkeypatch.delenv("WEBHOOKD_CONFIG")
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    monkeypatch.setattr("webhookd.config.DEFAULT_CONFIG_PATH", tmp_path / "none.toml")
+    settings = load_config()
+    assert settings.source == "<built-in defaults>"
+    assert settings.daemon.data_dir == tmp_path / "state"
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "webhookd", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_example_config_passes_check_config() -> None:
+    result = run_cli("check-config", str(ROOT / "config.example.toml"))
+    assert result.returncode == 0, result.stderr
+    assert "(valid)" in result.stdout
+    assert "[[webhooks]] erp" in result.stdout
+
+
+def test_check_config_exits_2_with_the_errors(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[daemon]\nsocket_mdoe = "0600"\n[[webhooks]]\nname = "a"\nurl = "x"\n')
+    result = run_cli("check-config", str(path))
+    assert result.returncode == 2
+    assert f"{path}: daemon.socket_mdoe: unknown key" in result.stderr
+    assert f"{path}: webhooks[0].events: required key is missing" in result.stderr
+    assert run_cli("--config", str(tmp_path / "nope.toml"), "check-config").returncode == 2
+
+
+def test_check_config_hides_secrets(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(
+        '[[webhooks]]\nname = "a"\nurl = "https://a.example.com/"\nevents = ["*"]\n'
+        'authentication = "basic"\nbasic_username = "u"\nbasic_password = "hunter2"\n'
+        'headers = { "X-Token" = "tok-123" }\n'
+    )
+    result = run_cli("check-config", "--json", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "hunter2" not in result.stdout and "tok-123" not in result.stdout
+    assert '"X-Token": "***"' in result.stdout
