@@ -36,12 +36,16 @@ class Courier:
         store: Store,
         sender: Sender,
         retry_pause: float = RETRY_PAUSE,
+        window_events: int = WINDOW_EVENTS,
     ) -> None:
         self.webhook = webhook
         self.webhook_id = webhook_id
         self.store = store
         self.sender = sender
         self.retry_pause = retry_pause
+        self.window_events = window_events
+        # How many events one read from SQLite brings back into the window.
+        self.refill_chunk = max(1, min(window_events, max(1000, webhook.maximum_events)))
         self._window: deque[QueuedEvent] = deque()
         self._window_bytes = 0
         self._loaded_upto = 0  # every queued event up to here is in the window or formed
@@ -61,7 +65,7 @@ class Courier:
             return
         if self._spilled or event.seq <= self._loaded_upto:
             return
-        if len(self._window) >= WINDOW_EVENTS or self._window_bytes >= WINDOW_BYTES:
+        if len(self._window) >= self.window_events or self._window_bytes >= WINDOW_BYTES:
             self._spilled = True
             return
         self._window.append(event)
@@ -92,7 +96,7 @@ class Courier:
 
     async def _refill(self) -> None:
         """Read the next part of the queue from SQLite into the window."""
-        chunk = max(1000, self.webhook.maximum_events)
+        chunk = self.refill_chunk
         self._arrived_during_refill = []
         try:
             rows = await self.store.queued(self.webhook_id, self._loaded_upto, chunk)
@@ -117,7 +121,7 @@ class Courier:
         while True:
             if self._stopping.is_set():
                 return None
-            if self._spilled and len(self._window) < max(1000, webhook.maximum_events):
+            if self._spilled and len(self._window) < self.refill_chunk:
                 await self._refill()
                 continue
             if self._window:
