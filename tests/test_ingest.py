@@ -41,8 +41,8 @@ BAD_LINES = [
     (b'{"event": "item_update", "object": {"order_id": "A"}}', "invalid_event"),
     (b'{"event": "order_create", "object": {"order_id": "A"}, "occurred_at": "yesterday"}',
      "invalid_event"),
-    (b'{"event": "order_create", "object": {"order_id": "A"}, "occurred_at": "2026-12-04T15:00:00"}',
-     "invalid_event"),
+    (b'{"event": "order_create", "object": {"order_id": "A"}, '
+     b'"occurred_at": "2026-12-04T15:00:00"}', "invalid_event"),
     (b'{"event": "order_create", "object": {"order_id": "A"}, "id": 7}', "invalid_event"),
     (b'{"event": "order_create", "object": {"order_id": "A"}, "id": "' + b"x" * 201 + b'"}',
      "invalid_event"),
@@ -53,7 +53,10 @@ BAD_LINES = [
 
 
 async def test_every_error_code_without_closing_the_connection(short_tmp: Path) -> None:
-    good = b'{"event": "order_create", "object": {"order_id": "A"}, "occurred_at": "2026-12-04T15:00:00Z"}'
+    good = (
+        b'{"event": "order_create", "object": {"order_id": "A"}, '
+        b'"occurred_at": "2026-12-04T15:00:00Z"}'
+    )
     async with running_server(short_tmp) as server:
         client = await connect(server)
         # Pipelined: good lines between the bad ones, all in one write.
