@@ -209,7 +209,7 @@ class Daemon:
     def start(self, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         env = dict(os.environ)
         env.update(extra_env or {})
-        log = open(self.log_path, "ab")  # noqa: SIM115 - closed by the child's exit
+        log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "webhookd", "serve", "--config", str(self.config)],
             stdout=log,

@@ -1,0 +1,154 @@
+"""The store against real SQLite files: schema, round trips, the writer's group commit."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import stat
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from webhookd.model import Attempt, Delivery, Incoming
+from webhookd.store import SCHEMA_VERSION, Store, StoreError
+
+
+def incoming(n: int, producer_id: str | None = None, name: str = "order_create") -> Incoming:
+    return Incoming(
+        name=name,
+        payload_key="order",
+        identity=f'"O-{n}"',
+        object_json=b'{"order_id":"O-%d","n":%d}' % (n, n),
+        producer_id=producer_id,
+        occurred_at=None,
+    )
+
+
+async def opened(path: Path) -> Store:
+    store = Store(path)
+    await store.open()
+    return store
+
+
+@asynccontextmanager
+async def writing(store: Store) -> AsyncIterator[Store]:
+    """Run the store's writer for the block, then drain it and close the store."""
+    task = asyncio.create_task(store.run_writer())
+    try:
+        yield store
+    finally:
+        store.stop_writer()
+        await task
+        await store.close()
+
+
+async def test_fresh_database_is_private_and_versioned(tmp_path: Path) -> None:
+    path = tmp_path / "webhookd.db"
+    store = await opened(path)
+    await store.close()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    db.close()
+
+
+async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "webhookd.db"
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(StoreError, match="newer than this webhookd understands"):
+        await opened(path)
+
+
+async def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "webhookd.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="cannot open database"):
+        await opened(path)
+
+
+async def test_ingest_queue_delivery_attempt_round_trip(tmp_path: Path) -> None:
+    async with writing(await opened(tmp_path / "webhookd.db")) as store:
+        now = time.time()
+        ids = await store.write(store.sync_webhooks_op(["a", "b"], "config", now))
+        routes = {"order_create": (ids["a"], ids["b"])}
+        accepted = await store.write(store.ingest_op([incoming(i) for i in range(5)], routes, now))
+        assert [a.seq for a in accepted] == [1, 2, 3, 4, 5]
+        queued = await store.queued(ids["a"], 0, 100)
+        assert [e.seq for e in queued] == [1, 2, 3, 4, 5]
+        assert queued[0].element == b'{"order_create":{"order_id":"O-0","n":0}}'
+        assert [e.seq for e in await store.queued(ids["a"], 3, 100)] == [4, 5]
+
+        delivery = Delivery("msg_1", ids["a"], tuple(queued[:3]))
+        await store.write(store.form_delivery_op(delivery, now))
+        assert [e.seq for e in await store.queued(ids["a"], 0, 100)] == [4, 5]
+        assert [e.seq for e in await store.queued(ids["b"], 0, 100)] == [1, 2, 3, 4, 5]
+        (pending,) = await store.pending_deliveries(ids["a"])
+        assert pending.id == "msg_1" and pending.events == delivery.events
+        assert await store.pending_count(ids["a"]) == 5
+
+        attempt = Attempt(
+            "req_1", "msg_1", ids["a"], 1, "http://127.0.0.1/x", now, 12, 30,
+            [{"name": "Authorization", "value": "***"}], 500, "oops", [], False, "500", None,
+        )
+        await store.write(store.attempt_op(attempt, None))
+        (pending,) = await store.pending_deliveries(ids["a"])
+        assert pending.attempts == 1
+        success = Attempt(
+            "req_2", "msg_1", ids["a"], 2, "http://127.0.0.1/x", now, 5, 40, [], 200, "ok", [],
+            True, None, None,
+        )
+        await store.write(store.attempt_op(success, "delivered"))
+        assert await store.pending_deliveries(ids["a"]) == []
+        log = await store.attempts("msg_1")
+        assert [(r["attempt"], r["status_code"], r["success"], r["webhook"]) for r in log] == [
+            (1, 500, 0, "a"),
+            (2, 200, 1, "a"),
+        ]
+        rows = await store.webhooks()
+        assert [(w.name, w.consecutive_failures) for w in rows] == [("a", 0), ("b", 0)]
+
+
+async def test_one_failing_op_does_not_undo_the_others(tmp_path: Path) -> None:
+    store = await opened(tmp_path / "webhookd.db")
+    now = time.time()
+    # Queue three ops before the writer runs so they share one transaction.
+    first = store.submit(store.ingest_op([incoming(1)], {}, now))
+    broken = store.submit(lambda conn: conn.execute("INSERT INTO nowhere VALUES (1)"))
+    last = store.submit(store.ingest_op([incoming(2)], {}, now))
+    async with writing(store):
+        results = await asyncio.gather(first, broken, last, return_exceptions=True)
+    assert isinstance(results[1], sqlite3.OperationalError)
+    assert [a.seq for a in results[0]] == [1]  # type: ignore[union-attr]
+    assert [a.seq for a in results[2]] == [2]  # type: ignore[union-attr]
+    db = sqlite3.connect(tmp_path / "webhookd.db")
+    assert db.execute("SELECT count(*) FROM events").fetchone() == (2,)
+    db.close()
+
+
+async def test_sequence_and_dedup_survive_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "webhookd.db"
+    async with writing(await opened(path)) as store:
+        await store.write(store.ingest_op([incoming(1, "p1"), incoming(2)], {}, time.time()))
+    async with writing(await opened(path)) as store:
+        op = store.ingest_op([incoming(1, "p1"), incoming(3)], {}, time.time())
+        again = await store.write(op)
+        assert [(a.seq, a.duplicate) for a in again] == [(1, True), (3, False)]
+
+
+async def test_removed_webhooks_keep_their_row_and_return(tmp_path: Path) -> None:
+    async with writing(await opened(tmp_path / "webhookd.db")) as store:
+        now = time.time()
+        first = await store.write(store.sync_webhooks_op(["a", "b"], "config", now))
+        await store.write(store.sync_webhooks_op(["a"], "config", now))
+        removed = {w.name: w.removed_at for w in await store.webhooks()}
+        assert removed["a"] is None and removed["b"] is not None
+        back = await store.write(store.sync_webhooks_op(["a", "b"], "config", now))
+        assert back == first  # same ids, hence the same queues
+        assert all(w.removed_at is None for w in await store.webhooks())
