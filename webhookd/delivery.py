@@ -73,6 +73,11 @@ class Courier:
         self._loaded_upto = event.seq
         self._wake.set()
 
+    @property
+    def buffered(self) -> int:
+        """Events of this webhook held in memory (the rest of its queue is in SQLite)."""
+        return len(self._window)
+
     def stop(self) -> None:
         """Finish the request in flight, then return from :meth:`run`."""
         self._stopping.set()

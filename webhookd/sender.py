@@ -7,6 +7,7 @@ is a failed attempt like any other non-2xx answer.
 from __future__ import annotations
 
 import asyncio
+import base64
 import ssl
 import time
 from dataclasses import dataclass
@@ -66,9 +67,8 @@ def request_headers(
         }
     )
     if webhook.basic_username is not None and webhook.basic_password is not None:
-        headers["Authorization"] = aiohttp.BasicAuth(
-            webhook.basic_username, webhook.basic_password
-        ).encode()
+        credentials = f"{webhook.basic_username}:{webhook.basic_password}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode("ascii")
     return headers
 
 
