@@ -22,6 +22,7 @@ from webhookd.config import Settings, Webhook
 from webhookd.delivery import RETRY_PAUSE, WINDOW_EVENTS, Courier
 from webhookd.ingest import IngestServer
 from webhookd.notify import notify, watchdog_interval
+from webhookd.retention import Pruner
 from webhookd.sender import Sender
 from webhookd.store import Store
 
@@ -64,6 +65,7 @@ class Server:
         settings: Settings,
         retry_pause: float = RETRY_PAUSE,
         window_events: int = WINDOW_EVENTS,
+        prune_interval: float | None = None,
     ) -> None:
         self.settings = settings
         daemon = settings.daemon
@@ -82,6 +84,7 @@ class Server:
             daemon.socket_group,
             daemon.max_event_size,
         )
+        self.pruner = Pruner(self.store, daemon.retention, prune_interval)
         self.couriers: dict[str, Courier] = {}
         self._courier_tasks: list[asyncio.Task[None]] = []
         self._stop_requested = asyncio.Event()
@@ -153,6 +156,7 @@ class Server:
             webhooks=len(webhooks),
             startup_ms=round((time.monotonic() - started) * 1000),
         )
+        tasks.create_task(self.pruner.run(), name="retention")
         interval = watchdog_interval()
         if interval:
             tasks.create_task(self._watchdog(interval), name="watchdog")
@@ -182,6 +186,7 @@ class Server:
         notify("STOPPING=1")
         timeout = self.settings.daemon.shutdown_timeout
         log.info("server.stopping", shutdown_timeout=timeout)
+        self.pruner.stop()
         # 1. Stop intake: no new producers; lines read from now on get `shutting_down`.
         self.ingest.stop_accepting()
         # 2. Couriers start nothing new; requests in flight get until the deadline.

@@ -134,6 +134,14 @@ class WebhookRow:
     removed_at: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class PruneResult:
+    cursor: int  # every event up to here has been dealt with
+    events: int
+    deliveries: int
+    more: bool  # a full chunk was examined: run again soon
+
+
 def _connect_options(conn: sqlite3.Connection, synchronous: str) -> None:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
@@ -418,6 +426,57 @@ class Store:
                 f"SELECT name, id FROM webhooks WHERE name IN ({marks})", tuple(names)
             ).fetchall()
             return dict(rows)
+
+        return run
+
+    @staticmethod
+    def prune_op(
+        after_seq: int, cutoff: float, limit: int
+    ) -> Callable[[sqlite3.Connection], PruneResult]:
+        """Forget what is older than ``cutoff``, examining events after ``after_seq``.
+
+        Finished deliveries and their attempts go; events go unless still queued or in
+        a pending delivery, or the latest copy of their object (reflow needs it), in
+        which case only their producer id (the dedup key) is forgotten.
+        """
+
+        def run(conn: sqlite3.Connection) -> PruneResult:
+            finished = conn.execute(
+                "SELECT id FROM deliveries WHERE finished_at < ? AND state != 'pending' "
+                "LIMIT ?",
+                (cutoff, limit),
+            ).fetchall()
+            conn.executemany("DELETE FROM attempts WHERE delivery_id = ?", finished)
+            conn.executemany("DELETE FROM deliveries WHERE id = ?", finished)
+            (low_water,) = conn.execute(
+                "SELECT min(low) FROM (SELECT min(seq) AS low FROM queue UNION ALL "
+                "SELECT min(json_extract(events, '$[0]')) FROM deliveries "
+                "WHERE state = 'pending')"
+            ).fetchone()
+            rows = conn.execute(
+                "SELECT seq, accepted_at < ? FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                (cutoff, after_seq, limit),
+            ).fetchall()
+            cursor = after_seq
+            old: list[tuple[int]] = []
+            for seq, is_old in rows:
+                if not is_old or (low_water is not None and seq >= low_water):
+                    break  # still needed, or too young: look again next time
+                old.append((seq,))
+                cursor = seq
+            before = conn.total_changes
+            conn.executemany(
+                "DELETE FROM events WHERE seq = ? AND seq NOT IN (SELECT seq FROM objects)", old
+            )
+            deleted_events = conn.total_changes - before
+            if old:
+                conn.execute(
+                    "UPDATE events SET producer_id = NULL WHERE seq BETWEEN ? AND ? "
+                    "AND producer_id IS NOT NULL",
+                    (after_seq + 1, cursor),
+                )
+            more = len(finished) == limit or (len(old) == limit)
+            return PruneResult(cursor, deleted_events, len(finished), more)
 
         return run
 

@@ -1,0 +1,70 @@
+"""Retention against a real database: what is old and finished goes, what is needed stays."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+from tests.helpers import Receiver, order_event, wait_for
+from tests.inprocess import connect, running_server
+
+
+def rows(workdir: Path, sql: str) -> list[tuple[object, ...]]:
+    db = sqlite3.connect(workdir / "data" / "webhookd.db")
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+async def test_old_finished_work_is_pruned_and_latest_copies_kept(
+    short_tmp: Path, receiver: Receiver
+) -> None:
+    webhook = {"name": "erp", "url": receiver.url(), "events": ["order_*"]}
+    async with running_server(
+        short_tmp, [webhook], daemon={"retention": "1s"}, prune_interval=0.1
+    ) as server:
+        client = await connect(server)
+        update = order_event(1, producer_id="p2")
+        update["event"] = "order_update"
+        first = await client.publish(
+            [order_event(1, producer_id="p1"), update, order_event(2, producer_id="p3")]
+        )
+        await wait_for(lambda: len(receiver.events()) == 3, 5, "delivery")
+
+        def pruned() -> bool:
+            return rows(short_tmp, "SELECT count(*) FROM deliveries") == [(0,)] and rows(
+                short_tmp, "SELECT count(*) FROM events"
+            ) == [(2,)]
+
+        await wait_for(pruned, 10, "retention to prune")
+        assert rows(short_tmp, "SELECT count(*) FROM attempts") == [(0,)]
+        kept = rows(short_tmp, "SELECT name, producer_id FROM events ORDER BY seq")
+        assert kept == [("order_update", None), ("order_create", None)]
+        # The dedup key went with the retention period: p1 is a new event now.
+        (again,) = await client.publish([order_event(1, producer_id="p1")])
+        assert again["ok"] and "duplicate" not in again and again["id"] != first[0]["id"]
+        await client.close()
+
+
+async def test_queued_and_pending_events_are_never_pruned(
+    short_tmp: Path, receiver: Receiver
+) -> None:
+    receiver.status = 503
+    webhook = {"name": "down", "url": receiver.url(), "events": ["order_*"]}
+    async with running_server(
+        short_tmp, [webhook], daemon={"retention": "1s"}, prune_interval=0.1, retry_pause=60
+    ) as server:
+        client = await connect(server)
+        await client.publish([order_event(1)])
+        await wait_for(lambda: len(receiver.requests) == 1, 5, "the first attempt")
+        await client.publish([order_event(i) for i in range(2, 6)])
+        published = time.time()
+        # Past the retention period, the pruner has run and found nothing to take.
+        await wait_for(lambda: time.time() - published > 1.5, 3, "retention to pass")
+        events, deliveries = await server.pruner.run_once()
+        await client.close()
+    assert rows(short_tmp, "SELECT count(*) FROM events") == [(5,)]
+    assert rows(short_tmp, "SELECT state FROM deliveries") == [("pending",)]
+    assert (events, deliveries) == (0, 0)
