@@ -48,6 +48,7 @@ class IngestConnection(asyncio.Protocol):
         self._unanswered = 0
         self._paused_reading = False
         self._paused_writing = False
+        self._eof = False
 
     # -- asyncio callbacks ---------------------------------------------------------
 
@@ -73,7 +74,9 @@ class IngestConnection(asyncio.Protocol):
             # A last line without its newline is still a line.
             self._lines_received([self._partial])
         self._partial = b""
-        return True  # keep the write side open for the remaining replies
+        self._eof = True
+        self._flush()
+        return True  # keep the write side open until the remaining replies are out
 
     def data_received(self, data: bytes) -> None:
         limit = self.server.max_event_size
@@ -167,6 +170,8 @@ class IngestConnection(asyncio.Protocol):
             self.transport.write(b"".join(out))
         if not replies:
             self.server.replies_flushed.set()
+            if self._eof and self.transport is not None:
+                self.transport.close()  # the producer is done and has every reply
 
     def _update_reading(self) -> None:
         if self.transport is None or self.transport.is_closing():
