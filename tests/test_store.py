@@ -108,9 +108,15 @@ async def test_ingest_queue_delivery_attempt_round_trip(tmp_path: Path) -> None:
         assert await store.pending_deliveries(ids["a"]) == []
         log = await store.attempts("msg_1")
         assert [(r["attempt"], r["status_code"], r["success"], r["webhook"]) for r in log] == [
-            (1, 500, 0, "a"),
-            (2, 200, 1, "a"),
+            (1, 500, False, "a"),
+            (2, 200, True, "a"),
         ]
+        # The request is rebuilt from the stored events: exactly the body that was sent.
+        assert log[0]["request"] == delivery.body.decode()
+        assert log[0]["request_headers"] == [{"name": "Authorization", "value": "***"}]
+        assert log[0]["error"] == "500" and log[1]["error"] is None
+        assert (await store.attempts("msg_1", body_limit=10))[0]["request"] == '{"events":'
+        assert await store.attempts("msg_unknown") == []
         rows = await store.webhooks()
         assert [(w.name, w.consecutive_failures) for w in rows] == [("a", 0), ("b", 0)]
 

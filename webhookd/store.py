@@ -20,7 +20,7 @@ from typing import Any, Generic, TypeVar
 import aiosqlite
 import orjson
 
-from webhookd.model import Accepted, Attempt, Delivery, Incoming, QueuedEvent, element
+from webhookd.model import Accepted, Attempt, Delivery, Incoming, QueuedEvent, body, element
 
 T = TypeVar("T")
 
@@ -542,19 +542,46 @@ class Store:
         )
         return int(rows[0][0])
 
-    async def attempts(self, delivery_id: str) -> list[dict[str, Any]]:
-        """A delivery's attempt log records, oldest first."""
-        assert self._reader_db is not None
-        self._reader_db.row_factory = sqlite3.Row
-        try:
-            rows = await self._read(
-                "SELECT a.*, w.name AS webhook FROM attempts a JOIN webhooks w "
-                "ON w.id = a.webhook_id WHERE a.delivery_id = ? ORDER BY a.rowid",
-                (delivery_id,),
-            )
-        finally:
-            self._reader_db.row_factory = None
-        return [dict(row) for row in rows]
+    async def attempts(self, delivery_id: str, body_limit: int = 100_000) -> list[dict[str, Any]]:
+        """A delivery's attempt log records, oldest first, in the SPEC §8 shape.
+
+        ``request`` is rebuilt from the delivery's stored events: it is the exact body
+        that was sent, and it is not stored a second time.
+        """
+        rows = await self._read(
+            "SELECT a.request_id, a.delivery_id, w.name, a.uri, a.delivery_dts, a.duration, "
+            "a.queue_delay, a.request_headers, a.response, a.response_headers, "
+            "a.status_code, a.success, a.attempt, a.error, a.warning, d.events "
+            "FROM attempts a JOIN webhooks w ON w.id = a.webhook_id "
+            "JOIN deliveries d ON d.id = a.delivery_id "
+            "WHERE a.delivery_id = ? ORDER BY a.rowid",
+            (delivery_id,),
+        )
+        if not rows:
+            return []
+        events = await self.events(orjson.loads(rows[0][15]))
+        request = body([event.element for event in events])[:body_limit]
+        return [
+            {
+                "request_id": row[0],
+                "delivery_id": row[1],
+                "webhook": row[2],
+                "uri": row[3],
+                "delivery_dts": row[4],
+                "duration": row[5],
+                "queue_delay": row[6],
+                "request": request.decode("utf-8", errors="replace"),
+                "request_headers": orjson.loads(row[7]),
+                "response": row[8],
+                "response_headers": orjson.loads(row[9]),
+                "status_code": row[10],
+                "success": bool(row[11]),
+                "attempt": row[12],
+                "error": row[13],
+                "warning": row[14],
+            }
+            for row in rows
+        ]
 
 
 async def _on_thread(db: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
