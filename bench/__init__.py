@@ -1,0 +1,1 @@
+"""webhookd's benchmarks: ``python bench/run.py`` (see BENCHMARKS.md)."""

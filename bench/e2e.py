@@ -1,0 +1,263 @@
+"""End-to-end throughput: events/s from the producer to a webhook receiver process.
+
+    python bench/e2e.py [--events N] [--rounds R] [--rate 10000 20000] [--no-info] [--quick]
+
+Interleaved rounds of:
+- burst: the daemon (log_level "warning") with one webhook (maximum_events 100)
+  pointing at bench/receiver.py on 127.0.0.1; the producer pipelines N events as
+  fast as the daemon takes them; the time runs from the first write on the ingest
+  socket until the receiver has counted all N events. Also shown: the rate of the
+  ingest acks, the rate at which events reached the receiver while the producer was
+  still sending (delivery alongside ingest), and after the last ack (the drain);
+- burst at log_level "info" (the default), the same, to show what logging costs;
+- sustained: the daemon with the same webhook, the producer paced at each ``--rate``
+  (events/s) for 12 s; the delivered rate and the lag (last ack -> last delivery)
+  tell whether the daemon keeps up with that stream;
+- bare ingest: bench/baseline.py, the same N over the same socket protocol;
+- bare POST: one aiohttp ClientSession POSTing bodies of 100 events (the daemon's
+  body shape), one after the other, to the same receiver process.
+Figures are medians over the rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import common
+
+DEFAULT_EVENTS = 200_000
+DEFAULT_RATES = [10_000.0, 20_000.0]
+SUSTAINED_SECONDS = 12
+QUICK_EVENTS = 2_000
+BATCH = 100
+TARGET_RATE = 10_000
+
+
+@dataclass
+class E2E:
+    rate: float  # producer's first write -> receiver counted all
+    ack_rate: float  # producer's first write -> last ingest reply
+    during_ingest_rate: float  # events at the receiver when the last reply came, per second
+    drain_rate: float  # events delivered after the last reply, per second of lag
+    lag: float  # last ingest reply -> receiver counted all, seconds
+    requests: int
+    log_lines: int
+
+
+def _wait_timeout(events: int) -> float:
+    return min(600.0, 30.0 + events / 500)
+
+
+async def daemon_round(receiver: common.Receiver, events: int, log_level: str,
+                       args: argparse.Namespace, tag: str, rate: float | None = None) -> E2E:
+    path = f"/{tag}"
+    webhook = {"name": "bench", "url": receiver.url(path), "events": ["order_*"],
+               "maximum_events": BATCH}
+    daemon = common.Daemon([webhook], log_level=log_level, keep=args.keep)
+    try:
+        await daemon.start()
+        assert daemon.process is not None
+        profiler = common.Profiler(args.profile, daemon.process.pid, f"e2e-{tag}")
+        try:
+            produced = await common.produce(daemon.socket_path, events, args.producers,
+                                            rate=rate, limit=_wait_timeout(events))
+            during = await receiver.count(path)
+            answer = await receiver.wait(path, events, _wait_timeout(events))
+        except Exception as exc:
+            raise RuntimeError(f"webhookd round {tag} failed: {daemon.explain()}") from exc
+        finally:
+            profiler.stop()
+        log_lines = daemon.log_lines()
+    finally:
+        daemon.stop()
+    if produced.errors:
+        raise RuntimeError(f"webhookd answered {produced.errors} errors")
+    if answer["events"] != events:
+        raise RuntimeError(f"the receiver counted {answer['events']} events, sent {events}")
+    seconds = answer["reached_at"] - produced.started
+    lag = max(0.0, answer["reached_at"] - produced.finished)
+    return E2E(
+        rate=events / seconds,
+        ack_rate=produced.rate,
+        during_ingest_rate=during / produced.seconds,
+        drain_rate=(events - during) / lag if lag > 0.01 else float("nan"),
+        lag=lag,
+        requests=answer["requests"],
+        log_lines=log_lines,
+    )
+
+
+async def ingest_round(events: int, args: argparse.Namespace) -> float:
+    baseline = common.Baseline(keep=args.keep)
+    try:
+        await baseline.start()
+        produced = await common.produce(baseline.socket_path, events, args.producers)
+    finally:
+        baseline.stop()
+    if produced.errors:
+        raise RuntimeError(f"the baseline answered {produced.errors} errors")
+    return produced.rate
+
+
+async def post_round(receiver: common.Receiver, events: int, tag: str) -> float:
+    path = f"/{tag}"
+    url = receiver.url(path)
+    headers = {"Content-Type": "application/json"}
+    async with aiohttp.ClientSession() as session:
+        deadline = time.monotonic() + _wait_timeout(events)
+        started = time.monotonic()
+        for first in range(0, events, BATCH):
+            body = common.delivery_body(first, min(BATCH, events - first))
+            async with session.post(url, data=body, headers=headers) as response:
+                await response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"the receiver answered {response.status}")
+            if time.monotonic() > deadline:
+                raise TimeoutError("bare POST loop: out of time")
+    answer = await receiver.wait(path, events, 30.0)
+    return float(events / (answer["reached_at"] - started))
+
+
+def _rates(values: list[float]) -> str:
+    return " / ".join(common.fmt_rate(v) for v in values)
+
+
+def _sustained_events(rate: float, quick: bool) -> int:
+    return QUICK_EVENTS if quick else int(rate * SUSTAINED_SECONDS)
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    events = args.events or (QUICK_EVENTS if args.quick else DEFAULT_EVENTS)
+    rounds = args.rounds or (1 if args.quick else 3)
+    rates: list[float] = args.rate
+    print(f"e2e: {events:,} events of {common.EVENT_SIZE} bytes per burst round, deliveries of "
+          f"{BATCH}, {args.producers} producer(s), {rounds} interleaved rounds; sustained: "
+          + ", ".join(f"{_sustained_events(r, args.quick):,} events at {r:,.0f}/s" for r in rates)
+          + f"; {common.machine()}", flush=True)
+    series: dict[str, list[float]] = {
+        "burst": [], "burst_ack": [], "burst_during_ingest": [], "burst_drain": [],
+        "burst_info": [], "bare_ingest": [], "bare_post": [],
+    }
+    for rate in rates:
+        series[f"sustained_{rate:.0f}"] = []
+        series[f"sustained_{rate:.0f}_lag"] = []
+    requests: list[int] = []
+    info_lines: list[int] = []
+    with common.running_receiver() as receiver:
+        for number in range(1, rounds + 1):
+            result = await daemon_round(receiver, events, "warning", args, f"w{number}")
+            series["burst"].append(result.rate)
+            series["burst_ack"].append(result.ack_rate)
+            series["burst_during_ingest"].append(result.during_ingest_rate)
+            series["burst_drain"].append(result.drain_rate)
+            requests.append(result.requests)
+            print(f"  round {number}: burst (warning)   {result.rate:>9,.0f}/s end-to-end; "
+                  f"acked at {result.ack_rate:,.0f}/s, delivered while ingesting "
+                  f"{result.during_ingest_rate:,.0f}/s, then {result.drain_rate:,.0f}/s; "
+                  f"{result.requests} POSTs", flush=True)
+            if not args.no_info:
+                result = await daemon_round(receiver, events, "info", args, f"i{number}")
+                series["burst_info"].append(result.rate)
+                info_lines.append(result.log_lines)
+                print(f"  round {number}: burst (info)      {result.rate:>9,.0f}/s end-to-end; "
+                      f"{result.log_lines} log lines", flush=True)
+            for rate in rates:
+                result = await daemon_round(receiver, _sustained_events(rate, args.quick),
+                                            "warning", args, f"s{rate:.0f}-{number}", rate=rate)
+                series[f"sustained_{rate:.0f}"].append(result.rate)
+                series[f"sustained_{rate:.0f}_lag"].append(result.lag)
+                print(f"  round {number}: sustained {rate:>6,.0f}/s {result.rate:>9,.0f}/s "
+                      f"delivered, lag at the end {result.lag:.2f}s", flush=True)
+            rate = await ingest_round(events, args)
+            series["bare_ingest"].append(rate)
+            print(f"  round {number}: bare ingest       {rate:>9,.0f}/s", flush=True)
+            rate = await post_round(receiver, events, f"p{number}")
+            series["bare_post"].append(rate)
+            print(f"  round {number}: bare POST         {rate:>9,.0f}/s", flush=True)
+    medians = {name: common.median(values) for name, values in series.items() if values}
+    # Keeping up: delivered at >= 97% of the offered rate, and the last event arrived
+    # less than 1 s after its ack (the backlog did not grow).
+    keeps_up = {
+        rate: medians[f"sustained_{rate:.0f}"] >= 0.97 * rate
+        and medians[f"sustained_{rate:.0f}_lag"] < 1.0
+        for rate in rates
+    }
+    figures: dict[str, Any] = {
+        "events_per_round": events,
+        "rounds": rounds,
+        "producers": args.producers,
+        "medians": medians,
+        "rounds_detail": series,
+        "ratio_to_bare_ingest": medians["burst"] / medians["bare_ingest"],
+        "ratio_to_bare_post": medians["burst"] / medians["bare_post"],
+        "mean_events_per_post": events / common.median(requests),
+        "burst_target_met": medians["burst"] >= TARGET_RATE,
+        "sustained_keeps_up": {f"{rate:.0f}": ok for rate, ok in keeps_up.items()},
+    }
+    if "burst_info" in medians:
+        figures["info_vs_warning"] = medians["burst_info"] / medians["burst"]
+        figures["info_log_lines"] = common.median(info_lines)
+
+    def row(name: str, key: str, note: str = "") -> list[str]:
+        return [name, common.fmt_rate(medians[key]), _rates(series[key]), note]
+
+    print()
+    rows = [
+        row("burst end-to-end, log_level warning", "burst",
+            f"{figures['ratio_to_bare_ingest']:.2f}x bare ingest, "
+            f"{figures['ratio_to_bare_post']:.2f}x bare POST; target >= {TARGET_RATE:,}/s: "
+            + ("met" if figures["burst_target_met"] else "NOT met")),
+        row("  same runs: ingest acks", "burst_ack"),
+        row("  same runs: delivered while ingesting", "burst_during_ingest",
+            "receiver count at the last ack / time to the last ack"),
+        row("  same runs: delivered after the last ack", "burst_drain", "the drain"),
+    ]
+    if "burst_info" in medians:
+        rows.append(row("burst end-to-end, log_level info", "burst_info",
+                        f"{figures['info_vs_warning']:.2f}x the warning runs, "
+                        f"{figures['info_log_lines']:.0f} log lines"))
+    for rate in rates:
+        lags = " / ".join(f"{lag:.2f}" for lag in series[f"sustained_{rate:.0f}_lag"])
+        rows.append(row(f"sustained, producer paced at {rate:,.0f}/s", f"sustained_{rate:.0f}",
+                        f"lag at the end {lags} s: "
+                        + ("keeps up" if keeps_up[rate] else "does NOT keep up")))
+    rows += [
+        row("bare ingest (asyncio + orjson + aiosqlite)", "bare_ingest"),
+        row(f"bare POST loop (aiohttp, {BATCH} events/POST)", "bare_post"),
+    ]
+    common.print_table(["run", "events/s (median)", "rounds", "notes"], rows)
+    print(f"mean events per POST from webhookd (burst): {figures['mean_events_per_post']:.1f}")
+    if args.quick:
+        print("(--quick: smoke run, the figures mean nothing)")
+    return figures
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    common.common_arguments(parser)
+    parser.add_argument("--producers", type=int, default=1,
+                        help="producer connections (default 1)")
+    parser.add_argument("--rate", type=float, nargs="+", default=DEFAULT_RATES,
+                        help="events/s of the sustained runs, one run per value "
+                        "(default: 10000 20000)")
+    parser.add_argument("--no-info", action="store_true",
+                        help="skip the burst rounds at log_level info")
+    args = parser.parse_args(argv)
+    figures = asyncio.run(bench(args))
+    common.write_json(args.json, "e2e", figures)
+    return figures
+
+
+if __name__ == "__main__":
+    main()

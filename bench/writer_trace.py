@@ -1,0 +1,151 @@
+"""Diagnostic: time the daemon's write transactions and its courier's store waits.
+
+    python bench/writer_trace.py [--events 100000] [--rate R] [--window 4096]
+
+Runs a burst like bench/e2e.py (one webhook, deliveries of 100, the receiver on
+127.0.0.1) but with the daemon started through this file, which wraps
+``Store._transaction`` and the courier's ``_form`` / ``_record`` with timers before
+calling the real ``webhookd serve`` code. It prints, for the time the producer was
+sending and for the time after: the number and size of the writer's transactions and
+how long the courier waited for its two commits per delivery.
+
+It relies on private names of webhookd (``Store._transaction``, ``Courier._form``,
+``Courier._record``); it is not part of ``bench/run.py`` and may need updating when
+those change. Nothing in webhookd is modified: the wrapping happens in the child
+process only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import common
+
+THIS_FILE = str(Path(__file__).resolve())
+
+
+def read_lines(path: Path) -> list[str]:
+    return path.read_text().splitlines()
+
+
+def serve_traced(config: str, out: str) -> None:
+    """The child: ``webhookd serve`` with timers around the writer and the courier."""
+    import atexit
+
+    from webhookd import delivery, logs, store
+    from webhookd.config import load_config
+    from webhookd.server import run
+
+    records: list[str] = []
+    transaction = store.Store._transaction
+
+    def timed_transaction(self: Any, ops: list[Any]) -> Any:
+        started = time.monotonic()
+        try:
+            return transaction(self, ops)
+        finally:
+            records.append(f"tx {started:.6f} {time.monotonic() - started:.6f} {len(ops)}")
+
+    form = delivery.Courier._form
+    record_attempt = delivery.Courier._record
+
+    async def timed_form(self: Any) -> Any:
+        started = time.monotonic()
+        try:
+            return await form(self)
+        finally:
+            records.append(f"form {started:.6f} {time.monotonic() - started:.6f}")
+
+    async def timed_record(self: Any, record: Any) -> None:
+        started = time.monotonic()
+        try:
+            await record_attempt(self, record)
+        finally:
+            records.append(f"record {started:.6f} {time.monotonic() - started:.6f}")
+
+    store.Store._transaction = timed_transaction  # type: ignore[method-assign]
+    delivery.Courier._form = timed_form  # type: ignore[method-assign]
+    delivery.Courier._record = timed_record  # type: ignore[method-assign]
+
+    def dump() -> None:
+        Path(out).write_text("\n".join(records) + "\n")
+
+    atexit.register(dump)
+    settings = load_config(config)
+    logs.configure(settings.daemon.log_format, settings.daemon.log_level)
+    run(settings)
+
+
+def _summary(label: str, rows: list[tuple[float, float, int]], with_ops: bool) -> None:
+    if not rows:
+        print(f"  {label}: none")
+        return
+    durations = sorted(row[1] * 1000 for row in rows)
+    p90 = durations[int(0.9 * (len(durations) - 1))]
+    text = (f"  {label}: {len(rows)}, median {statistics.median(durations):.1f} ms, "
+            f"p90 {p90:.1f} ms, max {durations[-1]:.1f} ms")
+    if with_ops:
+        text += f", ops per transaction median {statistics.median(r[2] for r in rows):.0f}"
+    print(text)
+
+
+async def trace(args: argparse.Namespace) -> None:
+    with common.running_receiver() as receiver:
+        path = "/trace"
+        webhook = {"name": "bench", "url": receiver.url(path), "events": ["order_*"],
+                   "maximum_events": 100}
+        daemon = common.Daemon([webhook], log_level="warning", keep=args.keep)
+        out = daemon.dir / "trace.txt"
+        try:
+            await daemon.start([sys.executable, THIS_FILE, "--serve", str(daemon.config),
+                                str(out)])
+            produced = await common.produce(daemon.socket_path, args.events, 1,
+                                            rate=args.rate, window=args.window)
+            answer = await receiver.wait(path, args.events, 300.0)
+            common.stop_process(daemon.process)
+            lines = read_lines(out)
+        finally:
+            daemon.stop()
+    end = answer["reached_at"]
+    print(f"{args.events:,} events: acked in {produced.seconds:.2f}s ({produced.rate:,.0f}/s), "
+          f"all delivered after {end - produced.started:.2f}s")
+    parsed: dict[str, list[tuple[float, float, int]]] = {"tx": [], "form": [], "record": []}
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 3:
+            ops = int(parts[3]) if len(parts) > 3 else 0
+            parsed[parts[0]].append((float(parts[1]), float(parts[2]), ops))
+    phases = [("while the producer was sending", produced.started, produced.finished),
+              ("after the last ack", produced.finished, end)]
+    for label, start, stop in phases:
+        print(label + ":")
+        for kind, name in (("tx", "writer transactions"),
+                           ("form", "courier: form a delivery (waits for its commit)"),
+                           ("record", "courier: record an attempt (waits for its commit)")):
+            _summary(name, [r for r in parsed[kind] if start <= r[0] < stop], kind == "tx")
+
+
+def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--serve":
+        serve_traced(sys.argv[2], sys.argv[3])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--rate", type=float, help="pace the producer (events/s)")
+    parser.add_argument("--window", type=int, default=4096,
+                        help="producer lines in flight (default 4096)")
+    parser.add_argument("--keep", action="store_true")
+    asyncio.run(trace(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
