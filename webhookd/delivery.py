@@ -9,8 +9,10 @@ dead endpoint's backlog costs disk, not RAM.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections import deque
+from collections.abc import Callable
 
 import structlog
 
@@ -89,13 +91,14 @@ class Courier:
         self._redo.extend(await self.store.pending_deliveries(self.webhook_id))
         if self._redo:
             log.info("delivery.resumed", webhook=self.webhook.name, deliveries=len(self._redo))
+        formed: Delivery | None = None
         while not self._stopping.is_set():
-            delivery = await self._next_delivery()
+            delivery = formed or await self._next_delivery()
             if delivery is None:
                 return
             self.in_flight = delivery
             try:
-                await self._deliver(delivery)
+                formed = await self._deliver(delivery)
             finally:
                 self.in_flight = None
 
@@ -153,24 +156,34 @@ class Courier:
             or self._window_bytes >= self.webhook.maximum_size
         )
 
-    async def _form(self) -> Delivery | None:
+    def _cut(self) -> Delivery:
+        """Take the next delivery's events off the window (not yet stored)."""
         webhook = self.webhook
         count = batch_length(
             (len(e.element) for e in self._window), webhook.maximum_events, webhook.maximum_size
         )
         events = tuple(self._window.popleft() for _ in range(count))
         self._window_bytes -= sum(len(e.element) for e in events)
-        now = time.time()
-        delivery = Delivery(new_id("msg_", now), self.webhook_id, events)
-        while True:
-            try:
-                await self.store.write(self.store.form_delivery_op(delivery, now))
-                return delivery
-            except StoreUnavailable as exc:
-                log.error("delivery.form_failed", webhook=webhook.name, error=str(exc))
-                if await self._pause(STORE_RETRY_PAUSE):
-                    # Not stored: the events stay queued in SQLite for the next start.
-                    return None
+        return Delivery(new_id("msg_", time.time()), self.webhook_id, events)
+
+    def _put_back(self, delivery: Delivery) -> None:
+        self._window.extendleft(reversed(delivery.events))
+        self._window_bytes += sum(len(e.element) for e in delivery.events)
+
+    def _ready_to_cut(self) -> bool:
+        """Whether the next delivery can be formed now, without waiting for more events."""
+        return (
+            not self._redo
+            and bool(self._window)
+            and (self.webhook.linger <= 0 or self._full())
+        )
+
+    async def _form(self) -> Delivery | None:
+        delivery = self._cut()
+        if await self._write(self.store.form_delivery_op(delivery, time.time()), "form"):
+            return delivery
+        self._put_back(delivery)  # not stored: the events are still queued in SQLite
+        return None
 
     async def _pause(self, seconds: float) -> bool:
         """Sleep, or return True at once when asked to stop."""
@@ -181,7 +194,8 @@ class Courier:
             return False
         return True
 
-    async def _deliver(self, delivery: Delivery) -> None:
+    async def _deliver(self, delivery: Delivery) -> Delivery | None:
+        """Send until success (or stop); return the next delivery if formed meanwhile."""
         webhook = self.webhook
         body = delivery.body
         oversize = len(body) > webhook.maximum_size
@@ -190,11 +204,49 @@ class Courier:
             outcome = await self.sender.post(webhook, delivery.id, body)
             attempt += 1
             record = self._attempt_record(delivery, attempt, outcome, oversize, len(body))
-            await self._record(record)
             if outcome.success:
-                return
+                return await self._finish(record)
+            await self._write(self.store.attempt_op(record, None), "record")
             if await self._pause(self.retry_pause):
-                return
+                return None
+        return None
+
+    async def _finish(self, record: Attempt) -> Delivery | None:
+        """Record a success and, in the same commit, form the next delivery if it is ready.
+
+        The next delivery is sent only after this commit: a crash can then make at most
+        the delivery in flight arrive twice, never an older one after a newer one.
+        """
+        finished = self.store.attempt_op(record, "delivered")
+        if not self._ready_to_cut():
+            await self._write(finished, "record")
+            return None
+        formed = self._cut()
+        form = self.store.form_delivery_op(formed, time.time())
+
+        def both(conn: sqlite3.Connection) -> None:
+            finished(conn)
+            form(conn)
+
+        if await self._write(both, "record"):
+            return formed
+        self._put_back(formed)
+        return None
+
+    async def _write(self, run: Callable[[sqlite3.Connection], None], what: str) -> bool:
+        """Commit ``run``, retrying while the store is unavailable; False when stopped first.
+
+        Moving on before an outcome is stored could reorder a later restart's resends,
+        so the courier waits for the store, however long a full disk takes to clear.
+        """
+        while True:
+            try:
+                await self.store.write(run)
+                return True
+            except StoreUnavailable as exc:
+                log.error(f"delivery.{what}_failed", webhook=self.webhook.name, error=str(exc))
+                if await self._pause(STORE_RETRY_PAUSE):
+                    return False
 
     def _attempt_record(
         self, delivery: Delivery, attempt: int, outcome: Outcome, oversize: bool, size: int
@@ -239,16 +291,3 @@ class Courier:
             warning=warning,
         )
 
-    async def _record(self, record: Attempt) -> None:
-        # Moving on before the outcome is stored could reorder a later restart's
-        # resends, so wait for the store, however long a full disk takes to clear.
-        finished = "delivered" if record.success else None
-        while True:
-            try:
-                await self.store.write(self.store.attempt_op(record, finished))
-                return
-            except StoreUnavailable as exc:
-                log.error("delivery.record_failed", webhook=self.webhook.name,
-                          delivery_id=record.delivery_id, error=str(exc))
-                if await self._pause(STORE_RETRY_PAUSE):
-                    return

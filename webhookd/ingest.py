@@ -141,7 +141,9 @@ class IngestConnection(asyncio.Protocol):
         def after_commit(accepted: list[Accepted]) -> None:
             server.bus.publish(routes, batch, accepted, now)
 
-        future = server.store.submit(server.store.ingest_op(batch, routes, now), after_commit)
+        future = server.store.submit(
+            server.store.ingest_op(batch, routes, now), after_commit, weight=len(batch)
+        )
 
         def done(future: asyncio.Future[list[Accepted]]) -> None:
             self._unanswered -= len(batch)

@@ -24,6 +24,10 @@ from webhookd.model import Accepted, Attempt, Delivery, Incoming, QueuedEvent, b
 
 T = TypeVar("T")
 
+# Ingest events per write transaction. Bigger transactions barely speed up ingest but
+# make every courier commit wait longer behind them.
+MAX_EVENTS_PER_TRANSACTION = 1024
+
 SCHEMA_VERSION = 1
 
 _MIGRATIONS: dict[int, str] = {
@@ -121,6 +125,9 @@ class Op(Generic[T]):
     future: asyncio.Future[T]
     # Called on the event loop, in commit order, before the future resolves.
     after_commit: Callable[[T], None] | None = None
+    # Events an ingest op carries; ops of weight 0 (deliveries, attempts) never wait
+    # behind more than one transaction's worth of ingest.
+    weight: int = 0
 
 
 @dataclass(slots=True)
@@ -218,12 +225,13 @@ class Store:
         self,
         run: Callable[[sqlite3.Connection], T],
         after_commit: Callable[[T], None] | None = None,
+        weight: int = 0,
     ) -> asyncio.Future[T]:
         """Queue a write for the next transaction; the future resolves after COMMIT."""
         if self._closing:
             raise StoreUnavailable("the store is closing")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append(Op(run, future, after_commit))
+        self._pending.append(Op(run, future, after_commit, weight))
         self._wake.set()
         return future
 
@@ -241,7 +249,7 @@ class Store:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            ops, self._pending = self._pending, []
+            ops = self._take_batch()
             try:
                 outcomes = await _on_thread(db, self._transaction, ops)
             except Exception as exc:  # the COMMIT itself failed: nothing was stored
@@ -259,6 +267,26 @@ class Store:
                     op.future.set_result(value)
                 else:
                     op.future.set_exception(value)
+
+    def _take_batch(self) -> list[Op[Any]]:
+        """Every unweighted op, and weighted (ingest) ops in order up to the cap."""
+        pending = self._pending
+        if sum(op.weight for op in pending) <= MAX_EVENTS_PER_TRANSACTION:
+            self._pending = []
+            return pending
+        taken: list[Op[Any]] = []
+        left: list[Op[Any]] = []
+        budget = MAX_EVENTS_PER_TRANSACTION
+        for op in pending:
+            if op.weight == 0:
+                taken.append(op)
+            elif budget > 0 and not left:
+                taken.append(op)
+                budget -= op.weight
+            else:
+                left.append(op)  # keeps ingest ops in arrival order
+        self._pending = left
+        return taken
 
     def stop_writer(self) -> None:
         """Let the writer finish what is queued, then return; later submits fail."""
