@@ -40,6 +40,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    at: float = field(default_factory=time.time)  # when it arrived (wall clock)
 
     @property
     def json(self) -> Any:

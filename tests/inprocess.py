@@ -18,12 +18,14 @@ async def running_server(
     workdir: Path,
     webhooks: list[dict[str, Any]] = (),  # type: ignore[assignment]
     daemon: dict[str, Any] | None = None,
+    defaults: dict[str, Any] | None = None,
     **tuning: Any,
 ) -> AsyncIterator[Server]:
     settings = parse_config(
         {
             "daemon": {"data_dir": str(workdir / "data"), "socket_dir": str(workdir / "run")}
             | (daemon or {}),
+            "defaults": defaults or {},
             "webhooks": list(webhooks),
         },
         "test",

@@ -54,6 +54,8 @@ def test_defaults_are_inherited_and_overridden_per_webhook() -> None:
     assert (erp.timeout, erp.maximum_events, erp.maximum_size, erp.linger) == (5, 10, 1000, 0)
     assert (wms.timeout, wms.maximum_events, wms.maximum_size, wms.linger) == (5, 3, 1000, 0.25)
     assert erp.api_version == "2017-03-01"  # "latest" resolves to the daemon's version
+    assert erp.retry_schedule == (5, 300, 1800, 7200, 18000, 36000, 36000)
+    assert (erp.disable_after, erp.rate_limit, erp.concurrency) == (5 * 86400, 0, 1)
     assert "order_create" in erp.events and "auto_order_create" not in erp.events
 
 
@@ -65,13 +67,16 @@ def test_defaults_are_inherited_and_overridden_per_webhook() -> None:
         ({"webhooks": [hook(filter={"order": {}})]}, "shop.toml: webhooks[0].filter: not supported yet"),
         ({"webhooks": [hook(expansions={"order": "items"})]}, "webhooks[0].expansions: not supported yet"),
         ({"webhooks": [hook(signing_secret="whsec_x")]}, "webhooks[0].signing_secret: not supported yet"),
-        ({"defaults": {"retry_schedule": ["1s"]}}, "defaults.retry_schedule: not supported yet"),
-        ({"defaults": {"rate_limit": "5/s"}}, "defaults.rate_limit: not supported yet"),
+        ({"defaults": {"retry_schedule": []}}, "defaults.retry_schedule: expected a non-empty list of durations"),
+        ({"defaults": {"retry_schedule": ["5s", "1x"]}}, "defaults.retry_schedule: invalid duration '1x'"),
+        ({"defaults": {"rate_limit": "5 per second"}}, "defaults.rate_limit: expected a rate like"),
+        ({"webhooks": [hook(disable_after="0s")]}, "webhooks[0].disable_after: must be greater than zero"),
+        ({"daemon": {"admin_socket_mode": "0999"}}, "daemon.admin_socket_mode: expected an octal mode"),
         ({"daemon": {"proxy": "http://p:3128"}}, "daemon.proxy: not supported yet"),
         ({"daemon": {"metrics_listen": "127.0.0.1:9464"}}, "daemon.metrics_listen: not supported yet"),
         ({"api_versions": [{"version": "2016-10-01"}]}, "shop.toml: api_versions: not supported yet"),
         ({"distribution_centers": [{"code": "DFW"}]}, "distribution_centers: not supported yet"),
-        ({"defaults": {"concurrency": 4}}, "defaults.concurrency: concurrency > 1 is not supported yet"),
+        ({"defaults": {"concurrency": 0}}, "defaults.concurrency:"),
         ({"webhooks": [hook(events=["order_*", "orders_*"])]}, "webhooks[0].events: unknown event category 'orders_*'"),
         ({"webhooks": [hook(events=["order_created"])]}, "webhooks[0].events: unknown event 'order_created'"),
         ({"webhooks": [hook(events=[])]}, "webhooks[0].events:"),
@@ -89,6 +94,19 @@ def test_defaults_are_inherited_and_overridden_per_webhook() -> None:
 )
 def test_errors_name_file_key_and_problem(data: dict[str, Any], expected: str) -> None:
     assert expected in error_of(data)
+
+
+def test_retry_rate_and_concurrency_settings() -> None:
+    settings = parse_config(
+        {
+            "defaults": {"retry_schedule": ["1s", "250ms"], "rate_limit": "600/m"},
+            "webhooks": [hook(), hook(name="b", concurrency=8, rate_limit="0/s", disable_after="2h")],
+        }
+    )
+    a, b = settings.webhooks
+    assert a.retry_schedule == (1, 0.25) and a.rate_limit == 10
+    assert (b.concurrency, b.rate_limit, b.disable_after) == (8, 0, 7200)
+    assert settings.daemon.admin_socket_mode == 0o600
 
 
 def test_url_rules() -> None:

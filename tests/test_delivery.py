@@ -78,7 +78,7 @@ async def test_retries_keep_the_delivery_id_and_events_and_log_every_attempt(
         headers={"X-Env": "test"},
     )
     async with running_server(
-        short_tmp, [webhook], daemon={"log_body_limit": 4}, retry_pause=0.05
+        short_tmp, [webhook], daemon={"log_body_limit": 4}, defaults={"retry_schedule": ["50ms"] * 200}
     ) as server:
         client = await connect(server)
         await client.publish([order_event(i) for i in range(3)])
@@ -117,7 +117,7 @@ async def test_failures_are_classified(short_tmp: Path, receiver: Receiver) -> N
         {"name": "refused", "url": f"http://127.0.0.1:{free_port()}/x", "events": ["order_*"]},
         hook(receiver, name="slow", timeout="200ms"),
     ]
-    async with running_server(short_tmp, webhooks, retry_pause=60) as server:
+    async with running_server(short_tmp, webhooks, defaults={"retry_schedule": ["60s"]}) as server:
         client = await connect(server)
         await client.publish([order_event(1)])
         await wait_for(lambda: len(attempts(short_tmp)) == 2, 10, "both attempts")
@@ -146,7 +146,7 @@ async def test_a_dead_endpoint_backlog_stays_in_sqlite_not_in_memory(
     receiver.status = 503
     window = 50
     async with running_server(
-        short_tmp, [hook(receiver, maximum_events=20)], retry_pause=0.05, window_events=window
+        short_tmp, [hook(receiver, maximum_events=20)], defaults={"retry_schedule": ["50ms"] * 200}, window_events=window
     ) as server:
         courier = server.couriers["erp"]
         client = await connect(server)
@@ -181,16 +181,20 @@ async def test_a_restart_resends_pending_deliveries_under_the_same_id(
     short_tmp: Path, receiver: Receiver
 ) -> None:
     receiver.status = 503
-    async with running_server(short_tmp, [hook(receiver)], retry_pause=60) as server:
+    schedule = {"retry_schedule": ["1s"] * 5}
+    async with running_server(short_tmp, [hook(receiver)], defaults=schedule) as server:
         client = await connect(server)
         await client.publish([order_event(i) for i in range(5)])
         await wait_for(lambda: len(receiver.requests) == 1, 5, "the first attempt")
         await client.publish([order_event(i) for i in range(5, 10)])
         await client.close()
-    first_id = receiver.requests[0].headers["webhook-id"]
+    first = receiver.requests[0]
     receiver.status = 200
-    async with running_server(short_tmp, [hook(receiver)]):
+    async with running_server(short_tmp, [hook(receiver)], defaults=schedule):
         await wait_for(lambda: len(receiver.requests) >= 3, 10, "the resends")
-    assert receiver.requests[1].headers["webhook-id"] == first_id
-    assert receiver.requests[1].body == receiver.requests[0].body
+    resend = receiver.requests[1]
+    assert resend.headers["webhook-id"] == first.headers["webhook-id"]
+    assert resend.body == first.body
+    # The retry wait survived the restart: no resend before the stored time (1 s -20%).
+    assert resend.at - first.at >= 0.75
     assert numbers(receiver)[5:] == list(range(10))

@@ -209,7 +209,7 @@ async def test_committed_events_are_queued_for_subscribed_webhooks(
         {"name": "orders", "url": receiver.url("/o"), "events": ["order_*"]},
         {"name": "items", "url": receiver.url("/i"), "events": ["item_update"]},
     ]
-    async with running_server(short_tmp, webhooks, retry_pause=60) as server:
+    async with running_server(short_tmp, webhooks, defaults={"retry_schedule": ["60s"]}) as server:
         client = await connect(server)
         await client.publish([order_event(1), item_event(1), item_event(2, "item_create")])
         await client.publish([{"event": "order_update", "object": {"order_id": "DEMO-000001"}}])

@@ -54,7 +54,7 @@ async def test_queued_and_pending_events_are_never_pruned(
     receiver.status = 503
     webhook = {"name": "down", "url": receiver.url(), "events": ["order_*"]}
     async with running_server(
-        short_tmp, [webhook], daemon={"retention": "1s"}, prune_interval=0.1, retry_pause=60
+        short_tmp, [webhook], daemon={"retention": "1s"}, prune_interval=0.1, defaults={"retry_schedule": ["60s"]}
     ) as server:
         client = await connect(server)
         await client.publish([order_event(1)])

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from webhookd.model import Attempt, Delivery, Incoming
+from webhookd.model import Attempt, Delivery, Incoming, WebhookState
 from webhookd.store import SCHEMA_VERSION, Store, StoreError
 
 
@@ -97,14 +97,16 @@ async def test_ingest_queue_delivery_attempt_round_trip(tmp_path: Path) -> None:
             "req_1", "msg_1", ids["a"], 1, "http://127.0.0.1/x", now, 12, 30,
             [{"name": "Authorization", "value": "***"}], 500, "oops", [], False, "500", None,
         )
-        await store.write(store.attempt_op(attempt, None))
+        failing = WebhookState(consecutive_failures=1, next_retry_after=now + 5, failing_since=now)
+        await store.write(store.attempt_op(attempt, None, now + 5, failing))
+        assert await store.webhook_state(ids["a"]) == failing
         (pending,) = await store.pending_deliveries(ids["a"])
-        assert pending.attempts == 1
+        assert (pending.attempts, pending.next_attempt_at) == (1, now + 5)
         success = Attempt(
             "req_2", "msg_1", ids["a"], 2, "http://127.0.0.1/x", now, 5, 40, [], 200, "ok", [],
             True, None, None,
         )
-        await store.write(store.attempt_op(success, "delivered"))
+        await store.write(store.attempt_op(success, "delivered", None, WebhookState()))
         assert await store.pending_deliveries(ids["a"]) == []
         log = await store.attempts("msg_1")
         assert [(r["attempt"], r["status_code"], r["success"], r["webhook"]) for r in log] == [

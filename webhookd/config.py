@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from webhookd.catalogue import UnknownEventError, expand_subscription, payload_keys
+from webhookd.retry import DEFAULT_SCHEDULE
 from webhookd.units import parse_duration, parse_size
 
 DEFAULT_CONFIG_PATH = Path("/etc/webhookd/webhookd.toml")
@@ -51,10 +52,22 @@ def _file_mode(value: object) -> int:
     raise ValueError(f"expected an octal mode string like \"0660\", got {value!r}")
 
 
-def _one_for_now(value: int) -> int:
-    if value > 1:
-        raise ValueError("concurrency > 1 is not supported yet")
-    return value
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(s|m|h)\s*$")
+_RATE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _rate(value: object) -> float:
+    """Requests per second from ``"<integer>/(s|m|h)"``; 0 means no limit."""
+    match = _RATE.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f"expected a rate like \"50/s\" or \"600/m\", got {value!r}")
+    return int(match.group(1)) / _RATE_UNITS[match.group(2)]
+
+
+def _schedule(value: object) -> tuple[float, ...]:
+    if not isinstance(value, list) or not value:
+        raise ValueError("expected a non-empty list of durations, e.g. [\"5s\", \"5m\"]")
+    return tuple(parse_duration(step) for step in value)
 
 
 def _positive(value: float) -> float:
@@ -68,7 +81,9 @@ PositiveDuration = Annotated[float, BeforeValidator(parse_duration), AfterValida
 Size = Annotated[int, BeforeValidator(parse_size), Field(ge=1)]
 FileMode = Annotated[int, BeforeValidator(_file_mode)]
 NotYet = Annotated[Any, AfterValidator(_not_supported_yet)]
-Concurrency = Annotated[int, Field(ge=1), AfterValidator(_one_for_now)]
+Concurrency = Annotated[int, Field(ge=1, le=1000)]
+Rate = Annotated[float, BeforeValidator(_rate)]
+Schedule = Annotated[tuple[float, ...], BeforeValidator(_schedule)]
 ApiVersion = Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")]
 
 
@@ -87,7 +102,7 @@ class DaemonConfig(_Strict):
     socket_dir: Path = Field(default_factory=lambda: _env_dir("RUNTIME_DIRECTORY"))
     socket_mode: FileMode = 0o660
     socket_group: str | None = None
-    admin_socket_mode: NotYet = None
+    admin_socket_mode: FileMode = 0o600
     log_format: Literal["json", "console"] | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     metrics_listen: NotYet = None
@@ -107,9 +122,9 @@ class DeliveryDefaults(_Strict):
     maximum_size: Size = 900 * 1024
     linger: Duration = 0.0
     concurrency: Concurrency = 1
-    rate_limit: NotYet = None
-    retry_schedule: NotYet = None
-    disable_after: NotYet = None
+    rate_limit: Rate = 0.0
+    retry_schedule: Schedule = DEFAULT_SCHEDULE
+    disable_after: PositiveDuration = 5 * 86400.0
 
 
 RESERVED_HEADERS = frozenset(
@@ -159,9 +174,9 @@ class WebhookConfig(_Strict):
     maximum_size: Size | None = None
     linger: Duration | None = None
     concurrency: Concurrency | None = None
-    rate_limit: NotYet = None
-    retry_schedule: NotYet = None
-    disable_after: NotYet = None
+    rate_limit: Rate | None = None
+    retry_schedule: Schedule | None = None
+    disable_after: PositiveDuration | None = None
 
     @field_validator("events")
     @classmethod
@@ -262,6 +277,9 @@ class Webhook:
     maximum_size: int
     linger: float
     concurrency: int
+    rate_limit: float
+    retry_schedule: tuple[float, ...]
+    disable_after: float
     basic_username: str | None
     basic_password: str | None
     headers: tuple[tuple[str, str], ...]
@@ -341,6 +359,9 @@ def resolve_webhooks(config: Config, source: str) -> tuple[Webhook, ...]:
                 maximum_size=spec.maximum_size or defaults.maximum_size,
                 linger=spec.linger if spec.linger is not None else defaults.linger,
                 concurrency=spec.concurrency or defaults.concurrency,
+                rate_limit=spec.rate_limit if spec.rate_limit is not None else defaults.rate_limit,
+                retry_schedule=spec.retry_schedule or defaults.retry_schedule,
+                disable_after=spec.disable_after or defaults.disable_after,
                 basic_username=spec.basic_username,
                 basic_password=password,
                 headers=tuple(spec.headers.items()),

@@ -1,33 +1,51 @@
-"""One courier per webhook: forms deliveries from its queue and POSTs them in order.
+"""One courier per webhook: forms deliveries from its queue window and POSTs them.
 
-The queue lives in SQLite; the courier keeps a bounded window of it in memory.
-Fresh events come from the bus while the window has room; past that the courier
-is "spilled" and reads the queue back from SQLite as the window empties, so a
-dead endpoint's backlog costs disk, not RAM.
+With ``concurrency = 1`` a single slot sends one delivery at a time, so events arrive
+in acceptance order and a failing delivery holds back the ones after it until it
+succeeds or is marked ``failed``. With more slots, each slot forms the next delivery
+(forming is serialized, so ids follow the queue) and retries it in its own time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
+from dataclasses import replace
 
 import structlog
 
-from webhookd.batching import batch_length
 from webhookd.config import Webhook
-from webhookd.model import Attempt, Delivery, QueuedEvent, new_id
+from webhookd.model import Attempt, Delivery, QueuedEvent, WebhookState, new_id
+from webhookd.retry import next_delay, retry_after_for
 from webhookd.sender import Outcome, Sender
 from webhookd.store import Store, StoreUnavailable
+from webhookd.units import format_duration
+from webhookd.window import WINDOW_EVENTS, Window
 
 log = structlog.get_logger("webhookd.delivery")
 
-WINDOW_EVENTS = 10_000
-WINDOW_BYTES = 16 * 1024 * 1024
-RETRY_PAUSE = 5.0  # until the retry policy exists: a fixed pause between attempts
 STORE_RETRY_PAUSE = 1.0
+
+
+class Pacer:
+    """Spaces requests evenly so that they stay under ``rate`` per second."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1 / rate if rate > 0 else 0.0
+        self._next = 0.0
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        now = time.monotonic()
+        slot = max(now, self._next)
+        self._next = slot + self.interval  # reserved before sleeping: slots never share
+        if slot > now:
+            await asyncio.sleep(slot - now)
 
 
 class Courier:
@@ -37,179 +55,204 @@ class Courier:
         webhook_id: int,
         store: Store,
         sender: Sender,
-        retry_pause: float = RETRY_PAUSE,
         window_events: int = WINDOW_EVENTS,
+        rng: random.Random | None = None,
     ) -> None:
         self.webhook = webhook
         self.webhook_id = webhook_id
         self.store = store
         self.sender = sender
-        self.retry_pause = retry_pause
-        self.window_events = window_events
-        # How many events one read from SQLite brings back into the window.
-        self.refill_chunk = max(1, min(window_events, max(1000, webhook.maximum_events)))
-        self._window: deque[QueuedEvent] = deque()
-        self._window_bytes = 0
-        self._loaded_upto = 0  # every queued event up to here is in the window or formed
-        self._spilled = True  # the queue in SQLite has events the window does not
-        self._arrived_during_refill: list[QueuedEvent] | None = None
+        self.window = Window(store, webhook_id, webhook.maximum_events, window_events)
+        self.state = WebhookState()
+        self.counters: Counter[str] = Counter()
+        self.in_flight: dict[str, Delivery] = {}
+        self._rng = rng or random.Random()
         self._redo: deque[Delivery] = deque()
-        self._wake = asyncio.Event()
+        self._forming = asyncio.Lock()
+        self._pacer = Pacer(webhook.rate_limit)
         self._stopping = asyncio.Event()
-        self.in_flight: Delivery | None = None
+        self._nudge = asyncio.Event()  # replaced on every state change; waiters wake
+        self._enables = 0
+        self._retry_at: dict[str, float] = {}
 
-    # -- the bus side ------------------------------------------------------------------
+    # -- outside calls ---------------------------------------------------------------
 
     def push(self, event: QueuedEvent) -> None:
         """A committed event for this webhook (called by the bus, in commit order)."""
-        if self._arrived_during_refill is not None:
-            self._arrived_during_refill.append(event)
-            return
-        if self._spilled or event.seq <= self._loaded_upto:
-            return
-        if len(self._window) >= self.window_events or self._window_bytes >= WINDOW_BYTES:
-            self._spilled = True
-            return
-        self._window.append(event)
-        self._window_bytes += len(event.element)
-        self._loaded_upto = event.seq
-        self._wake.set()
+        self.window.push(event)
 
     @property
     def buffered(self) -> int:
         """Events of this webhook held in memory (the rest of its queue is in SQLite)."""
-        return len(self._window)
+        return len(self.window)
 
     def stop(self) -> None:
-        """Finish the request in flight, then return from :meth:`run`."""
+        """Finish the requests in flight, then return from :meth:`run`."""
         self._stopping.set()
-        self._wake.set()
+        self.window.changed.set()
+        self._wake_all()
 
-    # -- the loop ---------------------------------------------------------------------
+    async def disable(self, reason: str) -> None:
+        if self.state.disabled:
+            return
+        self.state.disabled, self.state.disabled_reason = True, reason
+        log.warning("webhook.disabled", webhook=self.webhook.name, reason=reason)
+        await self._save_state()
+
+    async def enable(self) -> None:
+        """Resume at once, where the webhook stopped: its pending delivery goes first."""
+        if not self.state.disabled:
+            return
+        self.state.disabled, self.state.disabled_reason = False, None
+        self.state.failing_since = None  # disable_after counts anew
+        self._enables += 1
+        log.info("webhook.enabled", webhook=self.webhook.name)
+        await self._save_state()
+
+    # -- the loop ----------------------------------------------------------------------
 
     async def run(self) -> None:
+        self.state = await self.store.webhook_state(self.webhook_id)
         self._redo.extend(await self.store.pending_deliveries(self.webhook_id))
         if self._redo:
             log.info("delivery.resumed", webhook=self.webhook.name, deliveries=len(self._redo))
+        async with asyncio.TaskGroup() as slots:
+            for number in range(self.webhook.concurrency):
+                slots.create_task(self._slot(), name=f"{self.webhook.name}:slot{number}")
+
+    async def _slot(self) -> None:
         formed: Delivery | None = None
-        while not self._stopping.is_set():
+        while await self._until_enabled():
             delivery = formed or await self._next_delivery()
             if delivery is None:
                 return
-            self.in_flight = delivery
+            self.in_flight[delivery.id] = delivery
             try:
                 formed = await self._deliver(delivery)
             finally:
-                self.in_flight = None
-
-    async def _refill(self) -> None:
-        """Read the next part of the queue from SQLite into the window."""
-        chunk = self.refill_chunk
-        self._arrived_during_refill = []
-        try:
-            rows = await self.store.queued(self.webhook_id, self._loaded_upto, chunk)
-        finally:
-            arrived, self._arrived_during_refill = self._arrived_during_refill, None
-        for event in rows:
-            self._window.append(event)
-            self._window_bytes += len(event.element)
-        if rows:
-            self._loaded_upto = rows[-1].seq
-        if len(rows) < chunk:
-            # Everything committed before the read is in the window; what committed
-            # after it came through the bus meanwhile.
-            self._spilled = False
-            for event in arrived:
-                self.push(event)
+                self.in_flight.pop(delivery.id, None)
 
     async def _next_delivery(self) -> Delivery | None:
-        if self._redo:
-            return self._redo.popleft()
-        webhook = self.webhook
-        while True:
+        async with self._forming:
+            if self._redo:
+                return self._redo.popleft()
+            window = self.window
+            while True:
+                if self._stopping.is_set():
+                    return None
+                if window.needs_refill:
+                    await window.refill()
+                    continue
+                if len(window):
+                    break
+                window.changed.clear()
+                await window.changed.wait()
+            await self._linger()
             if self._stopping.is_set():
                 return None
-            if self._spilled and len(self._window) < self.refill_chunk:
-                await self._refill()
-                continue
-            if self._window:
-                break
-            self._wake.clear()
-            await self._wake.wait()
-        if webhook.linger > 0:
-            deadline = time.monotonic() + webhook.linger
-            while not self._full() and not self._stopping.is_set():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._wake.clear()
-                try:
-                    async with asyncio.timeout(remaining):
-                        await self._wake.wait()
-                except TimeoutError:
-                    break
-        return await self._form()
+            return await self._form()
 
-    def _full(self) -> bool:
-        return (
-            len(self._window) >= self.webhook.maximum_events
-            or self._window_bytes >= self.webhook.maximum_size
-        )
+    async def _linger(self) -> None:
+        webhook = self.webhook
+        if webhook.linger <= 0:
+            return
+        deadline = time.monotonic() + webhook.linger
+        while not self.window.full(webhook.maximum_events, webhook.maximum_size):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._stopping.is_set():
+                return
+            self.window.changed.clear()
+            try:
+                async with asyncio.timeout(remaining):
+                    await self.window.changed.wait()
+            except TimeoutError:
+                return
 
     def _cut(self) -> Delivery:
-        """Take the next delivery's events off the window (not yet stored)."""
-        webhook = self.webhook
-        count = batch_length(
-            (len(e.element) for e in self._window), webhook.maximum_events, webhook.maximum_size
-        )
-        events = tuple(self._window.popleft() for _ in range(count))
-        self._window_bytes -= sum(len(e.element) for e in events)
+        events = self.window.take(self.webhook.maximum_events, self.webhook.maximum_size)
         return Delivery(new_id("msg_", time.time()), self.webhook_id, events)
-
-    def _put_back(self, delivery: Delivery) -> None:
-        self._window.extendleft(reversed(delivery.events))
-        self._window_bytes += sum(len(e.element) for e in delivery.events)
-
-    def _ready_to_cut(self) -> bool:
-        """Whether the next delivery can be formed now, without waiting for more events."""
-        return (
-            not self._redo
-            and bool(self._window)
-            and (self.webhook.linger <= 0 or self._full())
-        )
 
     async def _form(self) -> Delivery | None:
         delivery = self._cut()
         if await self._write(self.store.form_delivery_op(delivery, time.time()), "form"):
             return delivery
-        self._put_back(delivery)  # not stored: the events are still queued in SQLite
+        self.window.put_back(delivery.events)  # not stored: still queued in SQLite
         return None
 
-    async def _pause(self, seconds: float) -> bool:
-        """Sleep, or return True at once when asked to stop."""
-        try:
-            async with asyncio.timeout(seconds):
-                await self._stopping.wait()
-        except TimeoutError:
-            return False
-        return True
+    # -- one delivery ------------------------------------------------------------------
 
     async def _deliver(self, delivery: Delivery) -> Delivery | None:
-        """Send until success (or stop); return the next delivery if formed meanwhile."""
+        """Attempt until success, ``failed`` or stop; return the next delivery if formed."""
         webhook = self.webhook
         body = delivery.body
         oversize = len(body) > webhook.maximum_size
         attempt = delivery.attempts
-        while not self._stopping.is_set():
+        if delivery.next_attempt_at is not None and not await self._retry_wait(
+            delivery.id, delivery.next_attempt_at
+        ):
+            return None
+        while await self._until_enabled():
+            await self._pacer.wait()
             outcome = await self.sender.post(webhook, delivery.id, body)
             attempt += 1
             record = self._attempt_record(delivery, attempt, outcome, oversize, len(body))
             if outcome.success:
+                self.counters["succeeded"] += 1
+                self.state.consecutive_failures = 0
+                self.state.failing_since = None
+                self.state.last_success_at = outcome.started_at + outcome.duration_ms / 1000
+                self._retry_at.pop(delivery.id, None)
+                self.state.next_retry_after = min(self._retry_at.values(), default=None)
                 return await self._finish(record)
-            await self._write(self.store.attempt_op(record, None), "record")
-            if await self._pause(self.retry_pause):
+            retry_at = await self._failed(delivery, attempt, record, outcome)
+            if retry_at is None or not await self._retry_wait(delivery.id, retry_at):
                 return None
         return None
+
+    async def _failed(
+        self, delivery: Delivery, attempt: int, record: Attempt, outcome: Outcome
+    ) -> float | None:
+        """Account for a failed attempt; return when to try again, None when done."""
+        webhook, state = self.webhook, self.state
+        now = time.time()
+        state.consecutive_failures += 1
+        if state.failing_since is None:
+            state.failing_since = outcome.started_at
+        retry_after = retry_after_for(outcome.status_code, outcome.header("retry-after"), now)
+        delay = next_delay(webhook.retry_schedule, attempt, retry_after, self._rng)
+        retry_at = None if delay is None else now + delay
+        if retry_at is None:
+            self._retry_at.pop(delivery.id, None)
+        else:
+            self._retry_at[delivery.id] = retry_at
+        state.next_retry_after = min(self._retry_at.values(), default=None)
+        if outcome.status_code == 410:
+            reason = "the endpoint answered 410 Gone"
+        elif now - state.failing_since >= webhook.disable_after:
+            reason = f"no success for {format_duration(webhook.disable_after)}"
+        else:
+            reason = None
+        if reason and not state.disabled:
+            state.disabled, state.disabled_reason = True, reason
+            log.warning("webhook.disabled", webhook=webhook.name, reason=reason)
+        fields = dict(webhook=webhook.name, delivery_id=delivery.id, attempt=attempt)
+        if retry_at is None:
+            self.counters["gave_up"] += 1
+            log.warning("delivery.gave_up", events=len(delivery.events), **fields)
+        else:
+            self.counters["failed"] += 1
+        log.warning(
+            "delivery.attempt_failed",
+            error=outcome.error,
+            status=outcome.status_code,
+            retry_in=None if delay is None else round(delay, 3),
+            **fields,
+        )
+        op = self.store.attempt_op(
+            record, None if retry_at else "failed", retry_at, replace(state)
+        )
+        await self._write(op, "record")
+        return retry_at
 
     async def _finish(self, record: Attempt) -> Delivery | None:
         """Record a success and, in the same commit, form the next delivery if it is ready.
@@ -217,7 +260,7 @@ class Courier:
         The next delivery is sent only after this commit: a crash can then make at most
         the delivery in flight arrive twice, never an older one after a newer one.
         """
-        finished = self.store.attempt_op(record, "delivered")
+        finished = self.store.attempt_op(record, "delivered", None, replace(self.state))
         if not self._ready_to_cut():
             await self._write(finished, "record")
             return None
@@ -230,8 +273,58 @@ class Courier:
 
         if await self._write(both, "record"):
             return formed
-        self._put_back(formed)
+        self.window.put_back(formed.events)
         return None
+
+    def _ready_to_cut(self) -> bool:
+        webhook = self.webhook
+        return (
+            webhook.concurrency == 1
+            and not self._redo
+            and not self.state.disabled
+            and bool(len(self.window))
+            and (
+                webhook.linger <= 0
+                or self.window.full(webhook.maximum_events, webhook.maximum_size)
+            )
+        )
+
+    # -- waiting -----------------------------------------------------------------------
+
+    def _wake_all(self) -> None:
+        nudge, self._nudge = self._nudge, asyncio.Event()
+        nudge.set()
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep up to ``seconds``; wake early on stop or a state change."""
+        nudge = self._nudge
+        try:
+            async with asyncio.timeout(max(seconds, 0)):
+                await nudge.wait()
+        except TimeoutError:
+            pass
+
+    async def _until_enabled(self) -> bool:
+        """Wait while the webhook is disabled; False once asked to stop."""
+        while self.state.disabled and not self._stopping.is_set():
+            await self._sleep(3600)
+        return not self._stopping.is_set()
+
+    async def _retry_wait(self, delivery_id: str, retry_at: float) -> bool:
+        """Wait for a retry; cut short when the webhook is enabled. False on stop."""
+        self._retry_at[delivery_id] = retry_at
+        enables = self._enables
+        while not self._stopping.is_set():
+            remaining = retry_at - time.time()
+            if remaining <= 0 or self._enables != enables:
+                return True
+            await self._sleep(remaining)
+        return False
+
+    async def _save_state(self) -> None:
+        self._wake_all()
+        op = self.store.webhook_state_op(self.webhook_id, replace(self.state))
+        await self._write(op, "state")
 
     async def _write(self, run: Callable[[sqlite3.Connection], None], what: str) -> bool:
         """Commit ``run``, retrying while the store is unavailable; False when stopped first.
@@ -245,8 +338,11 @@ class Courier:
                 return True
             except StoreUnavailable as exc:
                 log.error(f"delivery.{what}_failed", webhook=self.webhook.name, error=str(exc))
-                if await self._pause(STORE_RETRY_PAUSE):
+                if self._stopping.is_set():
                     return False
+                await self._sleep(STORE_RETRY_PAUSE)
+
+    # -- the log -----------------------------------------------------------------------
 
     def _attempt_record(
         self, delivery: Delivery, attempt: int, outcome: Outcome, oversize: bool, size: int
@@ -257,22 +353,19 @@ class Courier:
                 f"a single event of {size} bytes is over maximum_size "
                 f"({self.webhook.maximum_size}); sent alone"
             )
-        fields = dict(
-            webhook=self.webhook.name,
-            delivery_id=delivery.id,
-            attempt=attempt,
-            events=len(delivery.events),
-            bytes=size,
-            status=outcome.status_code,
-            duration_ms=outcome.duration_ms,
-        )
-        if outcome.success:
-            log.info("delivery.succeeded", **fields)
-        else:
-            log.warning("delivery.failed", error=outcome.error, **fields)
-        if warning:
             log.warning("delivery.oversize", webhook=self.webhook.name, delivery_id=delivery.id,
                         bytes=size, maximum_size=self.webhook.maximum_size)
+        if outcome.success:
+            log.info(
+                "delivery.succeeded",
+                webhook=self.webhook.name,
+                delivery_id=delivery.id,
+                attempt=attempt,
+                events=len(delivery.events),
+                bytes=size,
+                status=outcome.status_code,
+                duration_ms=outcome.duration_ms,
+            )
         return Attempt(
             request_id=new_id("req_", outcome.started_at),
             delivery_id=delivery.id,
@@ -290,4 +383,3 @@ class Courier:
             error=outcome.error,
             warning=warning,
         )
-

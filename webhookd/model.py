@@ -62,6 +62,7 @@ class Delivery:
     webhook_id: int
     events: tuple[QueuedEvent, ...]
     attempts: int = 0
+    next_attempt_at: float | None = None  # a retry wait in progress (survives restarts)
 
     @property
     def body(self) -> bytes:
@@ -70,6 +71,18 @@ class Delivery:
     @property
     def first_accepted_at(self) -> float:
         return self.events[0].accepted_at
+
+
+@dataclass(slots=True)
+class WebhookState:
+    """A webhook's delivery state, UltraCart's status fields plus what derives them."""
+
+    disabled: bool = False
+    disabled_reason: str | None = None
+    consecutive_failures: int = 0
+    next_retry_after: float | None = None
+    last_success_at: float | None = None
+    failing_since: float | None = None  # first failure after the last success
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,14 @@ class Outcome:
     def success(self) -> bool:
         return self.error is None
 
+    def header(self, name: str) -> str | None:
+        """A response header's value (case-insensitive), if present."""
+        lowered = name.lower()
+        for header in self.response_headers:
+            if header["name"].lower() == lowered:
+                return header["value"]
+        return None
+
 
 def classify(exc: BaseException) -> str:
     """The attempt log's error class for an exception raised by a request."""

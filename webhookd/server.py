@@ -19,12 +19,13 @@ import structlog
 from webhookd import __version__
 from webhookd.bus import Bus
 from webhookd.config import Settings, Webhook
-from webhookd.delivery import RETRY_PAUSE, WINDOW_EVENTS, Courier
+from webhookd.delivery import Courier
 from webhookd.ingest import IngestServer
 from webhookd.notify import notify, watchdog_interval
 from webhookd.retention import Pruner
 from webhookd.sender import Sender
 from webhookd.store import Store
+from webhookd.window import WINDOW_EVENTS
 
 log = structlog.get_logger("webhookd.server")
 
@@ -63,7 +64,6 @@ class Server:
     def __init__(
         self,
         settings: Settings,
-        retry_pause: float = RETRY_PAUSE,
         window_events: int = WINDOW_EVENTS,
         prune_interval: float | None = None,
     ) -> None:
@@ -71,7 +71,6 @@ class Server:
         daemon = settings.daemon
         self.data_dir = daemon.data_dir.absolute()
         self.socket_dir = daemon.socket_dir.absolute()
-        self.retry_pause = retry_pause
         self.window_events = window_events
         self.store = Store(self.data_dir / "webhookd.db", daemon.synchronous)
         self.bus = Bus()
@@ -162,9 +161,7 @@ class Server:
             tasks.create_task(self._watchdog(interval), name="watchdog")
 
     def _add_courier(self, tasks: asyncio.TaskGroup, webhook: Webhook, webhook_id: int) -> None:
-        courier = Courier(
-            webhook, webhook_id, self.store, self.sender, self.retry_pause, self.window_events
-        )
+        courier = Courier(webhook, webhook_id, self.store, self.sender, self.window_events)
         self.couriers[webhook.name] = courier
         self.bus.attach(webhook_id, webhook.events, courier)
         self._courier_tasks.append(tasks.create_task(courier.run(), name=f"courier:{webhook.name}"))

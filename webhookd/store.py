@@ -20,7 +20,16 @@ from typing import Any, Generic, TypeVar
 import aiosqlite
 import orjson
 
-from webhookd.model import Accepted, Attempt, Delivery, Incoming, QueuedEvent, body, element
+from webhookd.model import (
+    Accepted,
+    Attempt,
+    Delivery,
+    Incoming,
+    QueuedEvent,
+    WebhookState,
+    body,
+    element,
+)
 
 T = TypeVar("T")
 
@@ -40,6 +49,7 @@ _MIGRATIONS: dict[int, str] = {
         created_at REAL NOT NULL,
         removed_at REAL,
         disabled INTEGER NOT NULL DEFAULT 0,
+        disabled_reason TEXT,
         consecutive_failures INTEGER NOT NULL DEFAULT 0,
         next_retry_after REAL,
         last_success_at REAL,
@@ -79,6 +89,7 @@ _MIGRATIONS: dict[int, str] = {
         first_accepted_at REAL NOT NULL,
         size INTEGER NOT NULL,
         attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL,
         redelivery_of TEXT,
         finished_at REAL
     );
@@ -147,6 +158,23 @@ class PruneResult:
     events: int
     deliveries: int
     more: bool  # a full chunk was examined: run again soon
+
+
+_UPDATE_STATE = (
+    "UPDATE webhooks SET disabled = ?, disabled_reason = ?, consecutive_failures = ?, "
+    "next_retry_after = ?, last_success_at = ?, failing_since = ? WHERE id = ?"
+)
+
+
+def _state_row(state: WebhookState) -> tuple[Any, ...]:
+    return (
+        int(state.disabled),
+        state.disabled_reason,
+        state.consecutive_failures,
+        state.next_retry_after,
+        state.last_success_at,
+        state.failing_since,
+    )
 
 
 def _connect_options(conn: sqlite3.Connection, synchronous: str) -> None:
@@ -392,8 +420,17 @@ class Store:
         return run
 
     @staticmethod
-    def attempt_op(attempt: Attempt, finished: str | None) -> Callable[[sqlite3.Connection], None]:
-        """Log an attempt; update the delivery and its webhook's state with it."""
+    def attempt_op(
+        attempt: Attempt,
+        delivery_state: str | None,
+        next_attempt_at: float | None,
+        webhook: WebhookState,
+    ) -> Callable[[sqlite3.Connection], None]:
+        """Log an attempt; store the delivery's and the webhook's state after it.
+
+        ``delivery_state`` is ``delivered``, ``failed`` or None (still pending).
+        """
+        state = _state_row(webhook)
 
         def run(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -409,22 +446,24 @@ class Store:
             )
             end = attempt.started_at + attempt.duration_ms / 1000
             conn.execute(
-                "UPDATE deliveries SET attempts = ?, state = coalesce(?, state), "
+                "UPDATE deliveries SET attempts = ?, next_attempt_at = ?, "
+                "state = coalesce(?, state), "
                 "finished_at = CASE WHEN ? IS NULL THEN finished_at ELSE ? END WHERE id = ?",
-                (attempt.attempt, finished, finished, end, attempt.delivery_id),
+                (attempt.attempt, next_attempt_at, delivery_state, delivery_state, end,
+                 attempt.delivery_id),
             )
-            if attempt.success:
-                conn.execute(
-                    "UPDATE webhooks SET consecutive_failures = 0, last_success_at = ?, "
-                    "failing_since = NULL WHERE id = ?",
-                    (end, attempt.webhook_id),
-                )
-            else:
-                conn.execute(
-                    "UPDATE webhooks SET consecutive_failures = consecutive_failures + 1, "
-                    "failing_since = coalesce(failing_since, ?) WHERE id = ?",
-                    (attempt.started_at, attempt.webhook_id),
-                )
+            conn.execute(_UPDATE_STATE, (*state, attempt.webhook_id))
+
+        return run
+
+    @staticmethod
+    def webhook_state_op(
+        webhook_id: int, webhook: WebhookState
+    ) -> Callable[[sqlite3.Connection], None]:
+        state = _state_row(webhook)
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(_UPDATE_STATE, (*state, webhook_id))
 
         return run
 
@@ -524,16 +563,31 @@ class Store:
     async def pending_deliveries(self, webhook_id: int) -> list[Delivery]:
         """A webhook's formed, unfinished deliveries, in formation order, with their events."""
         rows = await self._read(
-            "SELECT id, events, attempts FROM deliveries "
+            "SELECT id, events, attempts, next_attempt_at FROM deliveries "
             "WHERE webhook_id = ? AND state = 'pending' ORDER BY rowid",
             (webhook_id,),
         )
         deliveries = []
-        for delivery_id, events_json, attempts in rows:
+        for delivery_id, events_json, attempts, next_attempt_at in rows:
             seqs: list[int] = orjson.loads(events_json)
             events = await self.events(seqs)
-            deliveries.append(Delivery(delivery_id, webhook_id, tuple(events), attempts))
+            deliveries.append(
+                Delivery(delivery_id, webhook_id, tuple(events), attempts, next_attempt_at)
+            )
         return deliveries
+
+    async def webhook_state(self, webhook_id: int) -> WebhookState:
+        rows = await self._read(
+            "SELECT disabled, disabled_reason, consecutive_failures, next_retry_after, "
+            "last_success_at, failing_since FROM webhooks WHERE id = ?",
+            (webhook_id,),
+        )
+        if not rows:
+            raise StoreError(f"no webhook with id {webhook_id}")
+        disabled, reason, failures, next_retry, last_success, failing_since = rows[0]
+        return WebhookState(
+            bool(disabled), reason, failures, next_retry, last_success, failing_since
+        )
 
     async def events(self, seqs: Sequence[int]) -> list[QueuedEvent]:
         """Events by sequence number, in the order asked."""
