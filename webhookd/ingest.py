@@ -70,6 +70,10 @@ class IngestConnection(asyncio.Protocol):
         self._update_reading()
 
     def eof_received(self) -> bool:
+        if self._discarding:
+            # An over-long last line without its newline is still a line.
+            self._replies.append(_Reply(self._too_large(self._discarding)))
+            self._discarding = 0
         if self._partial.strip():
             # A last line without its newline is still a line.
             self._lines_received([self._partial])
@@ -256,6 +260,8 @@ def bind_unix_socket(path: Path, mode: int, group: str | None = None) -> socket.
     """
     if len(os.fsencode(path)) > 107:
         raise OSError(f"socket path {path} is too long for a Unix socket (max 107 bytes)")
+    if _listening(path):
+        raise OSError(f"{path} is in use: another process (another webhookd?) listens on it")
     remove_socket(path)
     temporary = path.with_name(f".{path.name}.{os.getpid()}")
     remove_socket(temporary)
@@ -277,6 +283,16 @@ def bind_unix_socket(path: Path, mode: int, group: str | None = None) -> socket.
         remove_socket(temporary)
         raise
     return sock
+
+
+def _listening(path: Path) -> bool:
+    """Whether something accepts connections on ``path`` (a live socket, not a stale one)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(os.fspath(path))
+        except OSError:
+            return False
+    return True
 
 
 def remove_socket(path: Path) -> None:
