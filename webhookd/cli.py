@@ -12,7 +12,7 @@ import orjson
 
 from webhookd import __version__
 from webhookd.config import ConfigError, Settings, load_config
-from webhookd.units import format_duration, format_size
+from webhookd.views import settings_summary
 
 EXIT_USAGE = 2
 
@@ -75,46 +75,6 @@ def serve(ctx: click.Context, config_path: str | None, use_uvloop: bool) -> None
         sys.exit(1)
 
 
-def describe(settings: Settings) -> dict[str, Any]:
-    """The effective settings, secrets hidden, in the config file's own units."""
-    daemon = settings.daemon
-    return {
-        "source": settings.source,
-        "daemon": {
-            "data_dir": str(daemon.data_dir),
-            "socket_dir": str(daemon.socket_dir),
-            "socket_mode": f"0{daemon.socket_mode:o}",
-            "socket_group": daemon.socket_group,
-            "log_format": daemon.log_format or "console on a TTY, else json",
-            "log_level": daemon.log_level,
-            "api_version": daemon.api_version,
-            "max_event_size": format_size(daemon.max_event_size),
-            "synchronous": daemon.synchronous,
-            "retention": format_duration(daemon.retention),
-            "log_body_limit": daemon.log_body_limit,
-            "shutdown_timeout": format_duration(daemon.shutdown_timeout),
-        },
-        "webhooks": [
-            {
-                "name": w.name,
-                "url": w.url,
-                "events": list(w.subscription),
-                "resolved_events": len(w.events),
-                "api_version": w.api_version,
-                "authentication": "basic" if w.basic_username else "none",
-                "basic_username": w.basic_username,
-                "headers": {name: "***" for name, _ in w.headers},
-                "timeout": format_duration(w.timeout),
-                "maximum_events": w.maximum_events,
-                "maximum_size": format_size(w.maximum_size),
-                "linger": format_duration(w.linger),
-                "concurrency": w.concurrency,
-            }
-            for w in settings.webhooks
-        ],
-    }
-
-
 def _print_summary(summary: dict[str, Any]) -> None:
     click.echo(f"config: {summary['source']} (valid)")
     click.echo("[daemon]")
@@ -139,7 +99,7 @@ def check_config(
 ) -> None:
     """Validate the config and print the effective settings (exit 0, or 2 on errors)."""
     settings = _load(path or _config_path(ctx, config_path))
-    summary = describe(settings)
+    summary = settings_summary(settings)
     if as_json:
         click.echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
     else:
@@ -165,7 +125,7 @@ def publish(ctx: click.Context, file: IO[bytes], config_path: str | None, as_jso
     try:
         report = asyncio.run(send(socket_path, _lines(file)))
     except NotRunning as exc:
-        click.echo(f"webhookd: {exc}", err=True)
+        click.echo(str(exc), err=True)
         sys.exit(1)
     for number, code, detail in report.errors:
         click.echo(f"line {number}: {code}: {detail}", err=True)
@@ -176,3 +136,126 @@ def publish(ctx: click.Context, file: IO[bytes], config_path: str | None, as_jso
         click.echo(f"ok {report.ok}, duplicate {report.duplicate}, error {report.failed}")
     if report.failed:
         sys.exit(1)
+
+
+def _admin(ctx: click.Context, config_path: str | None, method: str, path: str) -> Any:
+    """Call the running daemon's admin API; one-line errors, exit 1 when it is not running."""
+    from webhookd.client import NotRunning, admin_request
+
+    settings = _load(_config_path(ctx, config_path))
+    socket_path = settings.daemon.socket_dir.absolute() / "admin.sock"
+    try:
+        status, data = asyncio.run(admin_request(socket_path, method, path))
+    except NotRunning as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    if status >= 400:
+        click.echo(f"webhookd: {data.get('detail', data)}", err=True)
+        sys.exit(1)
+    return data
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
+    header = [column.upper() for column in columns]
+    widths = [max(len(line[i]) for line in [header, *cells]) for i in range(len(columns))]
+    for line in [header, *cells]:
+        padded = (cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+        click.echo("  ".join(padded).rstrip())
+
+
+@main.command()
+@config_option
+@json_option
+@click.pass_context
+def status(ctx: click.Context, config_path: str | None, as_json: bool) -> None:
+    """Per webhook: state, pending, consecutive failures, next retry, last success."""
+    data = _admin(ctx, config_path, "GET", "/v1/status")
+    if as_json:
+        _echo_json(data)
+        return
+    click.echo(f"webhookd {data['version']}, pid {data['pid']}, up {data['uptime']:.0f}s")
+    columns = ["name", "state", "pending", "consecutive_failures", "next_retry_after",
+               "last_success_at"]
+    _table(data["webhooks"], columns)
+
+
+@main.group()
+def webhooks() -> None:
+    """List, show, enable and disable webhooks."""
+
+
+@webhooks.command("list")
+@config_option
+@json_option
+@click.pass_context
+def webhooks_list(ctx: click.Context, config_path: str | None, as_json: bool) -> None:
+    """Every webhook with its state."""
+    data = _admin(ctx, config_path, "GET", "/v1/webhooks")
+    if as_json:
+        _echo_json(data)
+        return
+    for row in data:
+        row["state"] = "disabled" if row["disabled"] else "enabled"
+    _table(data, ["name", "state", "pending", "consecutive_failures", "url"])
+
+
+def _show(data: dict[str, Any]) -> None:
+    for key, value in data.items():
+        click.echo(f"{key} = {value if value is not None else '-'}")
+
+
+def _change(
+    ctx: click.Context, name: str, config_path: str | None, as_json: bool, action: str
+) -> None:
+    data = _admin(ctx, config_path, "POST", f"/v1/webhooks/{name}/{action}")
+    if as_json:
+        _echo_json(data)
+    else:
+        state = "disabled" if data["disabled"] else "enabled"
+        click.echo(f"{name}: {state}, {data['pending']} pending")
+
+
+@webhooks.command("show")
+@click.argument("name")
+@config_option
+@json_option
+@click.pass_context
+def webhooks_show(ctx: click.Context, name: str, config_path: str | None, as_json: bool) -> None:
+    """One webhook's settings and state."""
+    data = _admin(ctx, config_path, "GET", f"/v1/webhooks/{name}")
+    if as_json:
+        _echo_json(data)
+    else:
+        _show(data)
+
+
+@webhooks.command("enable")
+@click.argument("name")
+@config_option
+@json_option
+@click.pass_context
+def webhooks_enable(ctx: click.Context, name: str, config_path: str | None, as_json: bool) -> None:
+    """Resume a disabled webhook where it stopped (also for webhooks from the file)."""
+    _change(ctx, name, config_path, as_json, "enable")
+
+
+@webhooks.command("disable")
+@click.argument("name")
+@config_option
+@json_option
+@click.pass_context
+def webhooks_disable(ctx: click.Context, name: str, config_path: str | None, as_json: bool) -> None:
+    """Stop sending to a webhook; its events keep queueing."""
+    _change(ctx, name, config_path, as_json, "disable")

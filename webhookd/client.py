@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -67,3 +68,16 @@ async def publish(socket_path: Path, lines: Iterable[bytes]) -> PublishReport:
     finally:
         writer.close()
     return report
+
+
+async def admin_request(socket_path: Path, method: str, path: str) -> tuple[int, Any]:
+    """One request to the admin API; raises :class:`NotRunning` when nothing listens."""
+    import aiohttp
+
+    connector = aiohttp.UnixConnector(path=str(socket_path))
+    try:
+        async with aiohttp.ClientSession(connector=connector) as session:
+            async with session.request(method, f"http://webhookd{path}") as response:
+                return response.status, await response.json(loads=orjson.loads)
+    except aiohttp.ClientConnectorError:
+        raise NotRunning(f"webhookd is not running (no daemon on {socket_path})") from None

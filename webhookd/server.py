@@ -17,6 +17,7 @@ from pathlib import Path
 import structlog
 
 from webhookd import __version__
+from webhookd.admin import AdminServer
 from webhookd.bus import Bus
 from webhookd.config import Settings, Webhook
 from webhookd.delivery import Courier
@@ -84,6 +85,8 @@ class Server:
             daemon.max_event_size,
         )
         self.pruner = Pruner(self.store, daemon.retention, prune_interval)
+        self.admin = AdminServer(self, self.socket_dir / "admin.sock", daemon.admin_socket_mode)
+        self.started_at = time.time()
         self.couriers: dict[str, Courier] = {}
         self._courier_tasks: list[asyncio.Task[None]] = []
         self._stop_requested = asyncio.Event()
@@ -144,6 +147,7 @@ class Server:
         for webhook in webhooks:
             self._add_courier(tasks, webhook, ids[webhook.name])
         await self.ingest.start()
+        await self.admin.start()
         self.ready.set()
         summary = f"ready: {len(webhooks)} webhooks"
         notify(f"READY=1\nSTATUS={summary}")
@@ -199,6 +203,7 @@ class Server:
                 await asyncio.wait(unfinished)
         # 4. Answer producers for lines already committing, then close their connections.
         await self.ingest.close()
+        await self.admin.close()
         # 5. The writer commits what is queued, then returns, ending the TaskGroup.
         self.store.stop_writer()
 
