@@ -692,12 +692,6 @@ async def test_second_serve_on_same_data_dir_is_refused(
     assert numbers(receiver.events()) == [7]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="daemon bug: a daemon with another data_dir but the same socket_dir unlinks the "
-    "live ingest.sock of the running one (ingest.remove_socket does not check that the "
-    "socket is stale) and silently takes its producers",
-)
 async def test_live_socket_of_another_daemon_is_not_taken_over(
     short_tmp: Path, daemons: list[Daemon], receiver: Receiver
 ) -> None:
@@ -1009,11 +1003,6 @@ async def test_bad_lines_get_error_replies_and_never_close_the_connection(
     assert distinct_numbers(receiver.requests) == [0, 1, 2, 3, 4]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="daemon bug: an over-long last line without a newline, followed by EOF, gets no "
-    "too_large reply (IngestConnection.eof_received ignores self._discarding)",
-)
 async def test_over_long_last_line_before_eof_is_answered(
     short_tmp: Path, daemons: list[Daemon]
 ) -> None:
