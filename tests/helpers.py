@@ -61,6 +61,8 @@ class Receiver:
     requests: list[Received] = field(default_factory=list)
     answer: Callable[[Received], tuple[int, dict[str, str]] | None] | None = None
     port: int = 0
+    active: int = 0  # requests being handled right now
+    max_active: int = 0
     _runner: web.AppRunner | None = None
 
     def url(self, path: str = "/hook") -> str:
@@ -69,19 +71,25 @@ class Receiver:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         received = Received(request.path, dict(request.headers), await request.read())
         self.requests.append(received)
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        status, headers = self.status, {}
-        if self.answer is not None:
-            told = self.answer(received)
-            if told is not None:
-                status, headers = told
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            status, headers = self.status, {}
+            if self.answer is not None:
+                told = self.answer(received)
+                if told is not None:
+                    status, headers = told
+            if self.delay:
+                await asyncio.sleep(self.delay)
+        finally:
+            self.active -= 1
         return web.Response(status=status, text="received", headers=headers)
 
     async def start(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
+        # Handlers still sleeping (a "hanging" endpoint) must not hold up the test.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
