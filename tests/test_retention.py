@@ -68,3 +68,41 @@ async def test_queued_and_pending_events_are_never_pruned(
     assert rows(short_tmp, "SELECT count(*) FROM events") == [(5,)]
     assert rows(short_tmp, "SELECT state FROM deliveries") == [("pending",)]
     assert (events, deliveries) == (0, 0)
+
+
+async def test_a_removed_webhook_keeps_its_queue_until_retention_then_goes(
+    short_tmp: Path, receiver: Receiver
+) -> None:
+    receiver.status = 503
+    kept = {"name": "kept", "url": receiver.url("/kept"), "events": ["order_*"]}
+    gone = {"name": "gone", "url": receiver.url("/gone"), "events": ["order_*"]}
+    slow = {"retry_schedule": ["60s"]}
+    async with running_server(short_tmp, [kept, gone], defaults=slow) as server:
+        client = await connect(server)
+        await client.publish([order_event(1), order_event(2)])
+        await client.close()
+    # Removed from the file: its queue waits; events accepted meanwhile are not its.
+    async with running_server(short_tmp, [kept], defaults=slow) as server:
+        client = await connect(server)
+        await client.publish([order_event(3)])
+        await client.close()
+    receiver.status = 200
+    async with running_server(short_tmp, [kept, gone]) as server:
+        await wait_for(lambda: len(receiver.events("/gone")) == 2, 5, "the resumed queue")
+        await wait_for(lambda: len(receiver.events("/kept")) == 3, 5, "the kept webhook")
+    assert [e["order_create"]["n"] for e in receiver.events("/gone")] == [1, 2]
+    # Removed again, past retention: pruned with its queue and a log line.
+    receiver.status = 503
+    async with running_server(short_tmp, [kept], defaults=slow) as server:
+        client = await connect(server)
+        await client.publish([order_event(4)])
+        await client.close()
+    db = sqlite3.connect(short_tmp / "data" / "webhookd.db")
+    db.execute("UPDATE webhooks SET removed_at = removed_at - 3600 WHERE name = 'gone'")
+    db.commit()
+    db.close()
+    async with running_server(
+        short_tmp, [kept], daemon={"retention": "30m"}, defaults=slow
+    ) as server:
+        await server.pruner.run_once()
+    assert rows(short_tmp, "SELECT name FROM webhooks") == [("kept",)]

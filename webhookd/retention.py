@@ -38,6 +38,9 @@ class Pruner:
             self._cursor = result.cursor
             events += result.events
             deliveries += result.deliveries
+            for name in result.webhooks:
+                log.info("retention.webhook_pruned", webhook=name,
+                         message="removed longer than retention ago; its queue is gone")
             if not result.more:
                 break
         if events or deliveries:

@@ -158,6 +158,7 @@ class PruneResult:
     events: int
     deliveries: int
     more: bool  # a full chunk was examined: run again soon
+    webhooks: list[str]  # removed webhooks pruned with their queues
 
 
 _UPDATE_STATE = (
@@ -504,10 +505,30 @@ class Store:
 
         Finished deliveries and their attempts go; events go unless still queued or in
         a pending delivery, or the latest copy of their object (reflow needs it), in
-        which case only their producer id (the dedup key) is forgotten.
+        which case only their producer id (the dedup key) is forgotten. A webhook
+        removed longer ago than that goes with its queue.
         """
 
         def run(conn: sqlite3.Connection) -> PruneResult:
+            gone: list[str] = []
+            for webhook_id, name in conn.execute(
+                "SELECT id, name FROM webhooks WHERE removed_at < ?", (cutoff,)
+            ).fetchall():
+                conn.execute(
+                    "DELETE FROM queue WHERE webhook_id = ? AND seq IN "
+                    "(SELECT seq FROM queue WHERE webhook_id = ? LIMIT ?)",
+                    (webhook_id, webhook_id, limit),
+                )
+                if conn.execute(
+                    "SELECT 1 FROM queue WHERE webhook_id = ? LIMIT 1", (webhook_id,)
+                ).fetchone():
+                    return PruneResult(after_seq, 0, 0, True, gone)  # more of it next time
+                conn.execute(
+                    "DELETE FROM attempts WHERE webhook_id = ?", (webhook_id,)
+                )
+                conn.execute("DELETE FROM deliveries WHERE webhook_id = ?", (webhook_id,))
+                conn.execute("DELETE FROM webhooks WHERE id = ?", (webhook_id,))
+                gone.append(name)
             finished = conn.execute(
                 "SELECT id FROM deliveries WHERE finished_at < ? AND state != 'pending' "
                 "LIMIT ?",
@@ -515,11 +536,18 @@ class Store:
             ).fetchall()
             conn.executemany("DELETE FROM attempts WHERE delivery_id = ?", finished)
             conn.executemany("DELETE FROM deliveries WHERE id = ?", finished)
-            (low_water,) = conn.execute(
-                "SELECT min(low) FROM (SELECT min(seq) AS low FROM queue UNION ALL "
+            # The oldest event any webhook still needs; one index seek per webhook.
+            lows = [
+                conn.execute(
+                    "SELECT min(seq) FROM queue WHERE webhook_id = ?", (webhook_id,)
+                ).fetchone()[0]
+                for (webhook_id,) in conn.execute("SELECT id FROM webhooks").fetchall()
+            ]
+            lows += conn.execute(
                 "SELECT min(json_extract(events, '$[0]')) FROM deliveries "
-                "WHERE state = 'pending')"
+                "WHERE state = 'pending'"
             ).fetchone()
+            low_water = min((low for low in lows if low is not None), default=None)
             rows = conn.execute(
                 "SELECT seq, accepted_at < ? FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
                 (cutoff, after_seq, limit),
@@ -543,7 +571,7 @@ class Store:
                     (after_seq + 1, cursor),
                 )
             more = len(finished) == limit or (len(old) == limit)
-            return PruneResult(cursor, deleted_events, len(finished), more)
+            return PruneResult(cursor, deleted_events, len(finished), more, gone)
 
         return run
 
