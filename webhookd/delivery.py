@@ -55,6 +55,7 @@ class Courier:
         webhook_id: int,
         store: Store,
         sender: Sender,
+        state: WebhookState | None = None,
         window_events: int = WINDOW_EVENTS,
         rng: random.Random | None = None,
     ) -> None:
@@ -63,7 +64,8 @@ class Courier:
         self.store = store
         self.sender = sender
         self.window = Window(store, webhook_id, webhook.maximum_events, window_events)
-        self.state = WebhookState()
+        # Loaded before the daemon is ready, so that status never shows a default.
+        self.state = state or WebhookState()
         self.counters: Counter[str] = Counter()
         self.in_flight: dict[str, Delivery] = {}
         self._rng = rng or random.Random()
@@ -112,7 +114,6 @@ class Courier:
     # -- the loop ----------------------------------------------------------------------
 
     async def run(self) -> None:
-        self.state = await self.store.webhook_state(self.webhook_id)
         self._redo.extend(await self.store.pending_deliveries(self.webhook_id))
         if self._redo:
             log.info("delivery.resumed", webhook=self.webhook.name, deliveries=len(self._redo))

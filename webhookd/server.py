@@ -22,6 +22,7 @@ from webhookd.bus import Bus
 from webhookd.config import Settings, Webhook
 from webhookd.delivery import Courier
 from webhookd.ingest import IngestServer
+from webhookd.model import WebhookState
 from webhookd.notify import notify, watchdog_interval
 from webhookd.retention import Pruner
 from webhookd.sender import Sender
@@ -145,7 +146,8 @@ class Server:
         )
         await self.sender.start()
         for webhook in webhooks:
-            self._add_courier(tasks, webhook, ids[webhook.name])
+            state = await self.store.webhook_state(ids[webhook.name])
+            self._add_courier(tasks, webhook, ids[webhook.name], state)
         await self.ingest.start()
         await self.admin.start()
         self.ready.set()
@@ -164,8 +166,12 @@ class Server:
         if interval:
             tasks.create_task(self._watchdog(interval), name="watchdog")
 
-    def _add_courier(self, tasks: asyncio.TaskGroup, webhook: Webhook, webhook_id: int) -> None:
-        courier = Courier(webhook, webhook_id, self.store, self.sender, self.window_events)
+    def _add_courier(
+        self, tasks: asyncio.TaskGroup, webhook: Webhook, webhook_id: int, state: WebhookState
+    ) -> None:
+        courier = Courier(
+            webhook, webhook_id, self.store, self.sender, state, self.window_events
+        )
         self.couriers[webhook.name] = courier
         self.bus.attach(webhook_id, webhook.events, courier)
         self._courier_tasks.append(tasks.create_task(courier.run(), name=f"courier:{webhook.name}"))
