@@ -116,14 +116,20 @@ async def test_failures_are_classified(short_tmp: Path, receiver: Receiver) -> N
     webhooks = [
         {"name": "refused", "url": f"http://127.0.0.1:{free_port()}/x", "events": ["order_*"]},
         hook(receiver, name="slow", timeout="200ms"),
+        # TLS to an endpoint that speaks plain HTTP: the handshake fails.
+        {"name": "tls", "url": f"https://127.0.0.1:{receiver.port}/t", "events": ["order_*"]},
     ]
     async with running_server(short_tmp, webhooks, defaults={"retry_schedule": ["60s"]}) as server:
         client = await connect(server)
         await client.publish([order_event(1)])
-        await wait_for(lambda: len(attempts(short_tmp)) == 2, 10, "both attempts")
+        await wait_for(lambda: len(attempts(short_tmp)) == 3, 10, "three attempts")
         await client.close()
     errors = {a["uri"]: a["error"] for a in attempts(short_tmp)}
-    assert errors == {webhooks[0]["url"]: "connection", webhooks[1]["url"]: "timeout"}
+    assert errors == {
+        webhooks[0]["url"]: "connection",
+        webhooks[1]["url"]: "timeout",
+        webhooks[2]["url"]: "tls",
+    }
 
 
 async def test_an_oversize_event_is_sent_alone_with_a_warning(

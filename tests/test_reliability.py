@@ -223,3 +223,19 @@ async def test_admin_api_and_cli(short_tmp: Path, receiver: Receiver) -> None:
     code, _, err = await cli("status")
     assert code == 1 and "webhookd is not running" in err and "admin.sock" in err
     assert len(err.strip().splitlines()) == 1
+
+
+async def test_a_new_webhook_gets_only_events_accepted_after_it_exists(
+    short_tmp: Path, receiver: Receiver
+) -> None:
+    old = hook(receiver, "old")
+    async with running_server(short_tmp, [old]) as server:
+        client = await connect(server)
+        await client.publish([order_event(i) for i in range(3)])
+        await client.close()
+    async with running_server(short_tmp, [old, hook(receiver, "new")]) as server:
+        client = await connect(server)
+        await client.publish([order_event(3)])
+        await wait_for(lambda: distinct(receiver, "/old") == [0, 1, 2, 3], 5, "old webhook")
+        await wait_for(lambda: distinct(receiver, "/new") == [3], 5, "new webhook")
+        await client.close()
