@@ -64,17 +64,25 @@ def test_defaults_are_inherited_and_overridden_per_webhook() -> None:
     [
         ({"daemon": {"data_dri": "/x"}}, "shop.toml: daemon.data_dri: unknown key"),
         ({"deamon": {}}, "shop.toml: deamon: unknown key"),
-        ({"webhooks": [hook(filter={"order": {}})]}, "shop.toml: webhooks[0].filter: not supported yet"),
-        ({"webhooks": [hook(expansions={"order": "items"})]}, "webhooks[0].expansions: not supported yet"),
-        ({"webhooks": [hook(signing_secret="whsec_x")]}, "webhooks[0].signing_secret: not supported yet"),
+        ({"webhooks": [hook(filter={"order": {}})]}, "shop.toml: webhooks[0].filter: order: a pattern is a non-empty table"),
+        ({"webhooks": [hook(filter={"order": {"x": [{"prefx": "a"}]}})]}, "webhooks[0].filter: order.x: unknown operator 'prefx'"),
+        ({"webhooks": [hook(filter={"orders": {"x": [1]}})]}, "webhooks[0].filter: unknown payload key 'orders'"),
+        ({"webhooks": [hook(expansions={"orders": "items"})]}, "webhooks[0].expansions: unknown payload key 'orders'"),
+        ({"webhooks": [hook(signing_secret="whsec_x")]}, "webhooks[0].signing_secret: a signing secret is"),
+        ({"webhooks": [hook(signing_secret="abc")]}, "webhooks[0].signing_secret: a signing secret starts with"),
+        ({"webhooks": [hook(signing_secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", signing_secret_file="/x")]}, "not both"),
+        ({"daemon": {"proxy": "socks5://p:1080"}}, "daemon.proxy: 'socks5://p:1080' is not an http(s) proxy URL"),
+        ({"daemon": {"blocked_networks": ["10.0.0.0/8", "nonsense"]}}, "daemon.blocked_networks[1]: 'nonsense' is not an IP network"),
+        ({"api_versions": [{"version": "2017-03-01"}]}, "api_versions[0].version: 2017-03-01 is not older than the daemon's api_version"),
+        ({"api_versions": [{"version": "2016-01-01"}, {"version": "2016-10-01"}]}, "api_versions[1].version: entries go newest first"),
+        ({"api_versions": [{"version": "2016-01-01", "remove": ["utms"]}]}, "path 'utms' must start with a payload key"),
+        ({"api_versions": [{"version": "2016-01-01", "typo": 1}]}, "api_versions[0].typo: unknown key"),
         ({"defaults": {"retry_schedule": []}}, "defaults.retry_schedule: expected a non-empty list of durations"),
         ({"defaults": {"retry_schedule": ["5s", "1x"]}}, "defaults.retry_schedule: invalid duration '1x'"),
         ({"defaults": {"rate_limit": "5 per second"}}, "defaults.rate_limit: expected a rate like"),
         ({"webhooks": [hook(disable_after="0s")]}, "webhooks[0].disable_after: must be greater than zero"),
         ({"daemon": {"admin_socket_mode": "0999"}}, "daemon.admin_socket_mode: expected an octal mode"),
-        ({"daemon": {"proxy": "http://p:3128"}}, "daemon.proxy: not supported yet"),
         ({"daemon": {"metrics_listen": "127.0.0.1:9464"}}, "daemon.metrics_listen: not supported yet"),
-        ({"api_versions": [{"version": "2016-10-01"}]}, "shop.toml: api_versions: not supported yet"),
         ({"distribution_centers": [{"code": "DFW"}]}, "distribution_centers: not supported yet"),
         ({"defaults": {"concurrency": 0}}, "defaults.concurrency:"),
         ({"webhooks": [hook(events=["order_*", "orders_*"])]}, "webhooks[0].events: unknown event category 'orders_*'"),
@@ -89,7 +97,8 @@ def test_defaults_are_inherited_and_overridden_per_webhook() -> None:
         ({"defaults": {"maximum_events": 0}}, "defaults.maximum_events:"),
         ({"daemon": {"socket_mode": "rw"}}, "daemon.socket_mode: expected an octal mode"),
         ({"daemon": {"synchronous": "off"}}, "daemon.synchronous:"),
-        ({"webhooks": [hook(api_version="2016-10-01")]}, "webhooks[0].api_version: pinning an older API version is not supported yet"),
+        ({"webhooks": [hook(api_version="2016-10-01")]}, "webhooks[0].api_version: unknown version 2016-10-01 (known: latest, 2017-03-01)"),
+        ({"webhooks": [hook(api_version="old")]}, "webhooks[0].api_version:"),
     ],
 )
 def test_errors_name_file_key_and_problem(data: dict[str, Any], expected: str) -> None:
@@ -107,6 +116,48 @@ def test_retry_rate_and_concurrency_settings() -> None:
     assert a.retry_schedule == (1, 0.25) and a.rate_limit == 10
     assert (b.concurrency, b.rate_limit, b.disable_after) == (8, 0, 7200)
     assert settings.daemon.admin_socket_mode == 0o600
+
+
+def test_payload_settings(tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.write_text(
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n\nwhsec_QUJDREVGR0hJSktMTU5PUFFSU1RVVldY\n"
+    )
+    settings = parse_config(
+        {
+            "api_versions": [
+                {"version": "2016-10-01", "remove": ["order.utms"]},
+                {"version": "2016-01-01", "rename": {"order.a": "order.b"}},
+            ],
+            "webhooks": [
+                hook(
+                    api_version="2016-10-01",
+                    expansions={"order": "shipping,items.attributes"},
+                    filter={"order": {"current_stage": ["Shipping Department"]}},
+                    signing_secret_file=str(secrets),
+                    compress=True,
+                ),
+                hook(name="latest", signing_secret=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]),
+            ],
+        }
+    )
+    pinned, latest = settings.webhooks
+    assert pinned.api_version == "2016-10-01" and latest.api_version == "2017-03-01"
+    assert [step.version for step in pinned.version_steps] == ["2016-10-01"]
+    assert latest.version_steps == () and not latest.shaped and pinned.shaped
+    assert pinned.expansions == {"order": {"shipping": {}, "items": {"attributes": {}}}}
+    assert len(pinned.signing_keys) == 2 and len(latest.signing_keys) == 1
+    assert pinned.compress and pinned.filters["order"] == {"current_stage": ["Shipping Department"]}
+    assert "whsec" not in repr(pinned) and "signing_keys" not in repr(pinned)
+    assert [str(n) for n in settings.daemon.blocked_networks] == [
+        "169.254.0.0/16", "0.0.0.0/8", "fe80::/10", "fd00:ec2::254/128"
+    ]
+
+
+def test_ca_file_must_load(tmp_path: Path) -> None:
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a certificate")
+    assert "webhooks[0].ca_file: cannot load" in error_of({"webhooks": [hook(ca_file=str(bad))]})
 
 
 def test_url_rules() -> None:

@@ -77,8 +77,10 @@ async def test_ingest_queue_delivery_attempt_round_trip(tmp_path: Path) -> None:
     async with writing(await opened(tmp_path / "webhookd.db")) as store:
         now = time.time()
         ids = await store.write(store.sync_webhooks_op(["a", "b"], "config", now))
-        routes = {"order_create": (ids["a"], ids["b"])}
-        accepted = await store.write(store.ingest_op([incoming(i) for i in range(5)], routes, now))
+        events = [incoming(i) for i in range(5)]
+        for event in events:
+            event.targets = (ids["a"], ids["b"])
+        accepted = await store.write(store.ingest_op(events, now))
         assert [a.seq for a in accepted] == [1, 2, 3, 4, 5]
         queued = await store.queued(ids["a"], 0, 100)
         assert [e.seq for e in queued] == [1, 2, 3, 4, 5]
@@ -127,9 +129,9 @@ async def test_one_failing_op_does_not_undo_the_others(tmp_path: Path) -> None:
     store = await opened(tmp_path / "webhookd.db")
     now = time.time()
     # Queue three ops before the writer runs so they share one transaction.
-    first = store.submit(store.ingest_op([incoming(1)], {}, now))
+    first = store.submit(store.ingest_op([incoming(1)], now))
     broken = store.submit(lambda conn: conn.execute("INSERT INTO nowhere VALUES (1)"))
-    last = store.submit(store.ingest_op([incoming(2)], {}, now))
+    last = store.submit(store.ingest_op([incoming(2)], now))
     async with writing(store):
         results = await asyncio.gather(first, broken, last, return_exceptions=True)
     assert isinstance(results[1], sqlite3.OperationalError)
@@ -143,9 +145,9 @@ async def test_one_failing_op_does_not_undo_the_others(tmp_path: Path) -> None:
 async def test_sequence_and_dedup_survive_reopening(tmp_path: Path) -> None:
     path = tmp_path / "webhookd.db"
     async with writing(await opened(path)) as store:
-        await store.write(store.ingest_op([incoming(1, "p1"), incoming(2)], {}, time.time()))
+        await store.write(store.ingest_op([incoming(1, "p1"), incoming(2)], time.time()))
     async with writing(await opened(path)) as store:
-        op = store.ingest_op([incoming(1, "p1"), incoming(3)], {}, time.time())
+        op = store.ingest_op([incoming(1, "p1"), incoming(3)], time.time())
         again = await store.write(op)
         assert [(a.seq, a.duplicate) for a in again] == [(1, True), (3, False)]
 

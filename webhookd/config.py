@@ -11,8 +11,10 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import ssl
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -30,11 +32,18 @@ from pydantic import (
     model_validator,
 )
 
-from webhookd.catalogue import UnknownEventError, expand_subscription, payload_keys
+from webhookd.catalogue import CATEGORIES, UnknownEventError, expand_subscription, payload_keys
+from webhookd.expansions import Tree
+from webhookd.expansions import parse as parse_expansion
+from webhookd.filters import Pattern, PatternError
+from webhookd.filters import validate as validate_pattern
 from webhookd.retry import DEFAULT_SCHEDULE
+from webhookd.signing import SecretError, decode_secret
 from webhookd.units import parse_duration, parse_size
+from webhookd.versions import VersionStep, steps_down_to
 
 DEFAULT_CONFIG_PATH = Path("/etc/webhookd/webhookd.toml")
+PAYLOAD_KEYS = frozenset(category.payload_key for category in CATEGORIES)
 BUILTIN = "<built-in defaults>"
 
 
@@ -50,6 +59,11 @@ def _file_mode(value: object) -> int:
     if isinstance(value, str) and re.fullmatch(r"0?[0-7]{3}", value):
         return int(value, 8)
     raise ValueError(f"expected an octal mode string like \"0660\", got {value!r}")
+
+
+def _check_payload_key(key: str) -> None:
+    if key not in PAYLOAD_KEYS:
+        raise ValueError(f"unknown payload key {key!r} (one of {', '.join(sorted(PAYLOAD_KEYS))})")
 
 
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(s|m|h)\s*$")
@@ -97,6 +111,23 @@ def _env_dir(variable: str) -> Path:
     return Path(value) if value else Path(".webhookd")
 
 
+def _network(value: object) -> IPNetwork:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a network like \"10.0.0.0/8\", got {value!r}")
+    try:
+        return ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP network (CIDR)") from None
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+Network = Annotated[IPNetwork, BeforeValidator(_network)]
+DEFAULT_BLOCKED_NETWORKS: tuple[IPNetwork, ...] = tuple(
+    ipaddress.ip_network(n)
+    for n in ("169.254.0.0/16", "0.0.0.0/8", "fe80::/10", "fd00:ec2::254/128")
+)
+
+
 class DaemonConfig(_Strict):
     data_dir: Path = Field(default_factory=lambda: _env_dir("STATE_DIRECTORY"))
     socket_dir: Path = Field(default_factory=lambda: _env_dir("RUNTIME_DIRECTORY"))
@@ -112,8 +143,17 @@ class DaemonConfig(_Strict):
     retention: PositiveDuration = 30 * 86400.0
     log_body_limit: int = Field(default=100_000, ge=0)
     shutdown_timeout: Duration = 10.0
-    proxy: NotYet = None
-    blocked_networks: NotYet = None
+    proxy: str | None = None
+    blocked_networks: tuple[Network, ...] = DEFAULT_BLOCKED_NETWORKS
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy_url(cls, proxy: str | None) -> str | None:
+        if proxy is not None:
+            parts = urlsplit(proxy)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{proxy!r} is not an http(s) proxy URL")
+        return proxy
 
 
 class DeliveryDefaults(_Strict):
@@ -156,18 +196,18 @@ class WebhookConfig(_Strict):
     events: list[str] = Field(min_length=1)
     allow_http: bool = False
     url: str
-    expansions: NotYet = None
-    api_version: str = "latest"
+    expansions: dict[str, str] | None = None
+    api_version: str = Field(default="latest", pattern=r"^(latest|\d{4}-\d{2}-\d{2})$")
     authentication: Literal["none", "basic"] = "none"
     basic_username: str | None = None
     basic_password: SecretStr | None = None
     basic_password_file: Path | None = None
-    signing_secret: NotYet = None
-    signing_secret_file: NotYet = None
-    compress: Literal[False] = False
+    signing_secret: SecretStr | list[SecretStr] | None = None
+    signing_secret_file: Path | None = None
+    compress: bool = False
     headers: dict[str, str] = Field(default_factory=dict)
-    filter: NotYet = None
-    ca_file: NotYet = None
+    filter: dict[str, dict[str, Any]] | None = None
+    ca_file: Path | None = None
     # Inherited from [defaults] when absent.
     timeout: PositiveDuration | None = None
     maximum_events: int | None = Field(default=None, ge=1)
@@ -209,12 +249,35 @@ class WebhookConfig(_Strict):
                 )
         return url
 
-    @field_validator("api_version")
+    @field_validator("expansions")
     @classmethod
-    def _only_latest(cls, version: str) -> str:
-        if version != "latest":
-            raise ValueError("pinning an older API version is not supported yet")
-        return version
+    def _expansion_keys(cls, expansions: dict[str, str] | None) -> dict[str, str] | None:
+        for key in expansions or {}:
+            _check_payload_key(key)
+        return expansions
+
+    @field_validator("filter")
+    @classmethod
+    def _patterns(cls, patterns: dict[str, dict[str, Any]] | None) -> Any:
+        for key, pattern in (patterns or {}).items():
+            _check_payload_key(key)
+            try:
+                validate_pattern(pattern, key)
+            except PatternError as exc:
+                raise ValueError(str(exc)) from None
+        return patterns
+
+    @field_validator("signing_secret")
+    @classmethod
+    def _secrets(cls, secret: SecretStr | list[SecretStr] | None) -> Any:
+        for item in secret if isinstance(secret, list) else [secret] if secret else []:
+            try:
+                decode_secret(item.get_secret_value())
+            except SecretError as exc:
+                raise ValueError(str(exc)) from None
+        if isinstance(secret, list) and not secret:
+            raise ValueError("an empty list: leave signing_secret out instead")
+        return secret
 
     @field_validator("headers")
     @classmethod
@@ -242,6 +305,25 @@ class WebhookConfig(_Strict):
                 )
         elif any(value is not None for value in credentials):
             raise ValueError("basic_* keys are set but authentication is not \"basic\"")
+        if self.signing_secret is not None and self.signing_secret_file is not None:
+            raise ValueError("set signing_secret or signing_secret_file, not both")
+        return self
+
+
+class ApiVersionConfig(_Strict):
+    version: ApiVersion
+    rename: dict[str, str] = Field(default_factory=dict)
+    remove: list[str] = Field(default_factory=list)
+    set_default: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _paths(self) -> ApiVersionConfig:
+        paths = [*self.rename, *self.rename.values(), *self.remove, *self.set_default]
+        for path in paths:
+            head, _, rest = path.partition(".")
+            if not rest:
+                raise ValueError(f"path {path!r} must start with a payload key, e.g. order.x")
+            _check_payload_key(head)
         return self
 
 
@@ -249,8 +331,33 @@ class Config(_Strict):
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     defaults: DeliveryDefaults = Field(default_factory=DeliveryDefaults)
     webhooks: list[WebhookConfig] = Field(default_factory=list)
-    api_versions: NotYet = None
+    api_versions: list[ApiVersionConfig] = Field(default_factory=list)
     distribution_centers: NotYet = None
+
+    @model_validator(mode="after")
+    def _versions(self) -> Config:
+        current = self.daemon.api_version
+        previous = current
+        for index, entry in enumerate(self.api_versions):
+            if entry.version >= current:
+                raise ValueError(
+                    f"api_versions[{index}].version: {entry.version} is not older than the "
+                    f"daemon's api_version {current}"
+                )
+            if entry.version >= previous:
+                raise ValueError(
+                    f"api_versions[{index}].version: entries go newest first "
+                    f"({entry.version} comes after {previous})"
+                )
+            previous = entry.version
+        known = {entry.version for entry in self.api_versions} | {current}
+        for index, webhook in enumerate(self.webhooks):
+            if webhook.api_version not in known and webhook.api_version != "latest":
+                raise ValueError(
+                    f"webhooks[{index}].api_version: unknown version {webhook.api_version} "
+                    f"(known: latest, {', '.join(sorted(known, reverse=True))})"
+                )
+        return self
 
     @field_validator("webhooks")
     @classmethod
@@ -281,9 +388,20 @@ class Webhook:
     retry_schedule: tuple[float, ...]
     disable_after: float
     basic_username: str | None
-    basic_password: str | None
-    headers: tuple[tuple[str, str], ...]
+    basic_password: str | None = field(repr=False)
+    headers: tuple[tuple[str, str], ...] = field(repr=False)
+    expansions: Mapping[str, Tree] = field(default_factory=dict)
+    version_steps: tuple[VersionStep, ...] = ()
+    filters: Mapping[str, Pattern] = field(default_factory=dict)
+    signing_keys: tuple[bytes, ...] = field(default=(), repr=False)
+    compress: bool = False
+    ssl_context: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
     source: str = "config"
+
+    @property
+    def shaped(self) -> bool:
+        """Whether objects are changed on the way (expansions or an older version)."""
+        return bool(self.expansions or self.version_steps)
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,6 +456,12 @@ def _read_secret(source: str, key: str, path: Path) -> str:
 def resolve_webhooks(config: Config, source: str) -> tuple[Webhook, ...]:
     """Apply ``[defaults]`` to every webhook and read its secret files."""
     defaults = config.defaults
+    steps = tuple(
+        VersionStep(
+            entry.version, dict(entry.rename), tuple(entry.remove), dict(entry.set_default)
+        )
+        for entry in config.api_versions
+    )
     resolved = []
     for index, spec in enumerate(config.webhooks):
         password: str | None = None
@@ -347,13 +471,42 @@ def resolve_webhooks(config: Config, source: str) -> tuple[Webhook, ...]:
             password = _read_secret(
                 source, f"webhooks[{index}].basic_password_file", spec.basic_password_file
             )
+        where = f"webhooks[{index}]"
+        keys: list[str] = []
+        if isinstance(spec.signing_secret, list):
+            keys = [secret.get_secret_value() for secret in spec.signing_secret]
+        elif spec.signing_secret is not None:
+            keys = [spec.signing_secret.get_secret_value()]
+        elif spec.signing_secret_file is not None:
+            text = _read_secret(source, f"{where}.signing_secret_file", spec.signing_secret_file)
+            keys = [line.strip() for line in text.splitlines() if line.strip()]
+        try:
+            signing_keys = tuple(decode_secret(key) for key in keys)
+        except SecretError as exc:
+            raise ConfigError(f"{source}: {where}.signing_secret_file: {exc}") from None
+        context = None
+        if spec.ca_file is not None:
+            context = ssl.create_default_context()
+            try:
+                context.load_verify_locations(cafile=spec.ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(
+                    f"{source}: {where}.ca_file: cannot load {spec.ca_file}: {exc}"
+                ) from None
+        pinned = spec.api_version if spec.api_version != "latest" else config.daemon.api_version
         resolved.append(
             Webhook(
                 name=spec.name,
                 url=spec.url,
                 events=expand_subscription(spec.events),
                 subscription=tuple(spec.events),
-                api_version=config.daemon.api_version,
+                api_version=pinned,
+                expansions={k: parse_expansion(v) for k, v in (spec.expansions or {}).items()},
+                version_steps=steps_down_to(steps, pinned),
+                filters=dict(spec.filter or {}),
+                signing_keys=signing_keys,
+                compress=spec.compress,
+                ssl_context=context,
                 timeout=spec.timeout if spec.timeout is not None else defaults.timeout,
                 maximum_events=spec.maximum_events or defaults.maximum_events,
                 maximum_size=spec.maximum_size or defaults.maximum_size,

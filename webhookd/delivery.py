@@ -15,11 +15,13 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 
 import structlog
 
 from webhookd.config import Webhook
 from webhookd.model import Attempt, Delivery, QueuedEvent, WebhookState, new_id
+from webhookd.payload import shape
 from webhookd.retry import next_delay, retry_after_for
 from webhookd.sender import Outcome, Sender
 from webhookd.store import Store, StoreUnavailable
@@ -63,7 +65,13 @@ class Courier:
         self.webhook_id = webhook_id
         self.store = store
         self.sender = sender
-        self.window = Window(store, webhook_id, webhook.maximum_events, window_events)
+        self.window = Window(
+            store,
+            webhook_id,
+            webhook.maximum_events,
+            window_events,
+            shape=partial(shape, webhook) if webhook.shaped else None,
+        )
         # Loaded before the daemon is ready, so that status never shows a default.
         self.state = state or WebhookState()
         self.counters: Counter[str] = Counter()
@@ -175,7 +183,8 @@ class Courier:
 
     async def _form(self) -> Delivery | None:
         delivery = self._cut()
-        if await self._write(self.store.form_delivery_op(delivery, time.time()), "form"):
+        form = self.store.form_delivery_op(delivery, time.time(), self.webhook.shaped)
+        if await self._write(form, "form"):
             return delivery
         self.window.put_back(delivery.events)  # not stored: still queued in SQLite
         return None
@@ -266,7 +275,7 @@ class Courier:
             await self._write(finished, "record")
             return None
         formed = self._cut()
-        form = self.store.form_delivery_op(formed, time.time())
+        form = self.store.form_delivery_op(formed, time.time(), self.webhook.shaped)
 
         def both(conn: sqlite3.Connection) -> None:
             finished(conn)

@@ -137,16 +137,18 @@ class IngestConnection(asyncio.Protocol):
 
     def _commit(self, batch: list[Incoming], slots: list[_Reply]) -> None:
         server = self.server
-        routes = server.bus.routes
+        bus = server.bus
+        for event in batch:
+            event.targets = bus.targets(event)
         now = time.time()
         self._unanswered += len(batch)
         self._update_reading()
 
         def after_commit(accepted: list[Accepted]) -> None:
-            server.bus.publish(routes, batch, accepted, now)
+            bus.publish(batch, accepted, now)
 
         future = server.store.submit(
-            server.store.ingest_op(batch, routes, now), after_commit, weight=len(batch)
+            server.store.ingest_op(batch, now), after_commit, weight=len(batch)
         )
 
         def done(future: asyncio.Future[list[Accepted]]) -> None:

@@ -65,6 +65,7 @@ def parse_line(line: bytes) -> Incoming:
         object_json=orjson.dumps(obj),
         producer_id=producer_id,
         occurred_at=occurred_at,
+        obj=obj,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 BODY_PREFIX = b'{"events":['
 BODY_SUFFIX = b"]}"
@@ -35,6 +36,8 @@ class Incoming:
     object_json: bytes
     producer_id: str | None
     occurred_at: str | None
+    obj: Any = None  # the parsed object, for filters at fan-out; not stored
+    targets: tuple[int, ...] = ()  # the webhooks it is queued for, decided at fan-out
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +66,13 @@ class Delivery:
     events: tuple[QueuedEvent, ...]
     attempts: int = 0
     next_attempt_at: float | None = None  # a retry wait in progress (survives restarts)
+    # The exact body when it cannot be rebuilt from the stored events (shaped objects).
+    stored_body: bytes | None = None
 
     @property
     def body(self) -> bytes:
+        if self.stored_body is not None:
+            return self.stored_body
         return body([event.element for event in self.events])
 
     @property

@@ -1,21 +1,30 @@
 """POSTing a delivery with aiohttp and classifying what happened.
 
 One ClientSession is shared by every webhook. Redirects are never followed: a 3xx
-is a failed attempt like any other non-2xx answer.
+is a failed attempt like any other non-2xx answer. Every socket is checked against
+``blocked_networks`` when it is about to connect, so the address actually connected
+to is what counts, whether the URL named a host or an IP literal (with a proxy, that
+is the proxy's address).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
+import ipaddress
+import socket
 import ssl
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 
 from webhookd import __version__
-from webhookd.config import Webhook
+from webhookd.config import IPNetwork, Webhook
+from webhookd.signing import signature
 
 USER_AGENT = f"webhookd/{__version__}"
 MASK = "***"
@@ -46,8 +55,24 @@ class Outcome:
         return None
 
 
+class BlockedAddress(OSError):
+    """The address about to be connected to is in ``blocked_networks``."""
+
+
+def is_blocked(address: str, blocked: Sequence[IPNetwork]) -> bool:
+    """Whether an IP address is in a blocked network (IPv4-mapped IPv6 unmapped first)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip.version == network.version and ip in network for network in blocked)
+
+
 def classify(exc: BaseException) -> str:
     """The attempt log's error class for an exception raised by a request."""
+    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, BlockedAddress):
+        return "blocked_address"
+    if isinstance(exc, BlockedAddress):
+        return "blocked_address"
     if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
         return "timeout"
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
@@ -61,9 +86,12 @@ def classify(exc: BaseException) -> str:
 
 
 def request_headers(
-    webhook: Webhook, delivery_id: str, timestamp: int
+    webhook: Webhook, delivery_id: str, timestamp: int, body: bytes
 ) -> dict[str, str]:
-    """The headers of SPEC §4 for one attempt (real values: never log these)."""
+    """The headers of SPEC §4 for one attempt (real values: never log these).
+
+    ``body`` is the JSON before compression: that is what is signed.
+    """
     headers = dict(webhook.headers)
     headers.update(
         {
@@ -77,6 +105,12 @@ def request_headers(
     if webhook.basic_username is not None and webhook.basic_password is not None:
         credentials = f"{webhook.basic_username}:{webhook.basic_password}".encode()
         headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode("ascii")
+    if webhook.signing_keys:
+        headers["webhook-signature"] = signature(
+            webhook.signing_keys, delivery_id, timestamp, body
+        )
+    if webhook.compress:
+        headers["Content-Encoding"] = "gzip"
     return headers
 
 
@@ -93,12 +127,25 @@ def masked(headers: dict[str, str], webhook: Webhook) -> list[dict[str, str]]:
 class Sender:
     """Owns the shared ClientSession."""
 
-    def __init__(self, log_body_limit: int) -> None:
+    def __init__(
+        self,
+        log_body_limit: int,
+        blocked_networks: Sequence[IPNetwork] = (),
+        proxy: str | None = None,
+    ) -> None:
         self.log_body_limit = log_body_limit
+        self.blocked_networks = tuple(blocked_networks)
+        self.proxy = proxy
         self._session: aiohttp.ClientSession | None = None
 
+    def _socket(self, addr_info: Any) -> socket.socket:
+        family, kind, proto, _, address = addr_info
+        if is_blocked(address[0], self.blocked_networks):
+            raise BlockedAddress(f"{address[0]} is in blocked_networks")
+        return socket.socket(family, kind, proto)
+
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=60)
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=60, socket_factory=self._socket)
         self._session = aiohttp.ClientSession(
             connector=connector,
             auto_decompress=True,
@@ -114,12 +161,19 @@ class Sender:
         assert self._session is not None, "Sender.start() was not awaited"
         started_at = time.time()
         clock = time.monotonic()
-        headers = request_headers(webhook, delivery_id, int(started_at))
+        headers = request_headers(webhook, delivery_id, int(started_at), body)
         shown = masked(headers, webhook)
+        # gzip ourselves: aiohttp's compress= would switch to chunked encoding.
+        data = gzip.compress(body, compresslevel=5) if webhook.compress else body
         try:
             async with asyncio.timeout(webhook.timeout):
                 async with self._session.post(
-                    webhook.url, data=body, headers=headers, allow_redirects=False
+                    webhook.url,
+                    data=data,
+                    headers=headers,
+                    allow_redirects=False,
+                    ssl=webhook.ssl_context or True,
+                    proxy=self.proxy,
                 ) as response:
                     text = await self._read_limited(response)
                     status = response.status

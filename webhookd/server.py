@@ -76,7 +76,7 @@ class Server:
         self.window_events = window_events
         self.store = Store(self.data_dir / "webhookd.db", daemon.synchronous)
         self.bus = Bus()
-        self.sender = Sender(daemon.log_body_limit)
+        self.sender = Sender(daemon.log_body_limit, daemon.blocked_networks, daemon.proxy)
         self.ingest = IngestServer(
             self.store,
             self.bus,
@@ -173,7 +173,7 @@ class Server:
             webhook, webhook_id, self.store, self.sender, state, self.window_events
         )
         self.couriers[webhook.name] = courier
-        self.bus.attach(webhook_id, webhook.events, courier)
+        self.bus.attach(webhook_id, webhook.events, courier, webhook.filters)
         self._courier_tasks.append(tasks.create_task(courier.run(), name=f"courier:{webhook.name}"))
 
     async def _watchdog(self, interval: float) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -90,6 +90,7 @@ _MIGRATIONS: dict[int, str] = {
         size INTEGER NOT NULL,
         attempts INTEGER NOT NULL DEFAULT 0,
         next_attempt_at REAL,
+        body BLOB,
         redelivery_of TEXT,
         finished_at REAL
     );
@@ -350,7 +351,7 @@ class Store:
     # -- write ops (run on the database thread) ------------------------------------
 
     def ingest_op(
-        self, events: Sequence[Incoming], routes: Mapping[str, tuple[int, ...]], now: float
+        self, events: Sequence[Incoming], now: float
     ) -> Callable[[sqlite3.Connection], list[Accepted]]:
         """Store events, queue each for its subscribed webhooks, note the latest copies."""
 
@@ -382,7 +383,7 @@ class Store:
                     (seq, event.name, event.object_json, event.producer_id,
                      event.occurred_at, now)
                 )
-                queue_rows.extend((webhook_id, seq) for webhook_id in routes.get(event.name, ()))
+                queue_rows.extend((webhook_id, seq) for webhook_id in event.targets)
                 object_rows.append((event.payload_key, event.identity, seq))
                 results.append(Accepted(seq, False))
                 seq += 1
@@ -400,17 +401,22 @@ class Store:
 
     @staticmethod
     def form_delivery_op(
-        delivery: Delivery, now: float
+        delivery: Delivery, now: float, keep_body: bool = False
     ) -> Callable[[sqlite3.Connection], None]:
-        """Fix a delivery's id and events and take them off the webhook's queue."""
+        """Fix a delivery's id and events and take them off the webhook's queue.
+
+        ``keep_body`` stores the exact body too, for shaped objects that the stored
+        events alone would not rebuild identically after a change of settings.
+        """
         seqs = [event.seq for event in delivery.events]
+        body = delivery.body
 
         def run(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT INTO deliveries (id, webhook_id, events, state, created_at, "
-                "first_accepted_at, size) VALUES (?, ?, ?, 'pending', ?, ?, ?)",
+                "first_accepted_at, size, body) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)",
                 (delivery.id, delivery.webhook_id, orjson.dumps(seqs), now,
-                 delivery.first_accepted_at, len(delivery.body)),
+                 delivery.first_accepted_at, len(body), body if keep_body else None),
             )
             # A delivery is always a prefix of the queue, so a range is exact.
             conn.execute(
@@ -591,16 +597,18 @@ class Store:
     async def pending_deliveries(self, webhook_id: int) -> list[Delivery]:
         """A webhook's formed, unfinished deliveries, in formation order, with their events."""
         rows = await self._read(
-            "SELECT id, events, attempts, next_attempt_at FROM deliveries "
+            "SELECT id, events, attempts, next_attempt_at, body FROM deliveries "
             "WHERE webhook_id = ? AND state = 'pending' ORDER BY rowid",
             (webhook_id,),
         )
         deliveries = []
-        for delivery_id, events_json, attempts, next_attempt_at in rows:
+        for delivery_id, events_json, attempts, next_attempt_at, stored in rows:
             seqs: list[int] = orjson.loads(events_json)
             events = await self.events(seqs)
             deliveries.append(
-                Delivery(delivery_id, webhook_id, tuple(events), attempts, next_attempt_at)
+                Delivery(
+                    delivery_id, webhook_id, tuple(events), attempts, next_attempt_at, stored
+                )
             )
         return deliveries
 
@@ -661,7 +669,7 @@ class Store:
         rows = await self._read(
             "SELECT a.request_id, a.delivery_id, w.name, a.uri, a.delivery_dts, a.duration, "
             "a.queue_delay, a.request_headers, a.response, a.response_headers, "
-            "a.status_code, a.success, a.attempt, a.error, a.warning, d.events "
+            "a.status_code, a.success, a.attempt, a.error, a.warning, d.events, d.body "
             "FROM attempts a JOIN webhooks w ON w.id = a.webhook_id "
             "JOIN deliveries d ON d.id = a.delivery_id "
             "WHERE a.delivery_id = ? ORDER BY a.rowid",
@@ -669,8 +677,11 @@ class Store:
         )
         if not rows:
             return []
-        events = await self.events(orjson.loads(rows[0][15]))
-        request = body([event.element for event in events])[:body_limit]
+        sent = rows[0][16]
+        if sent is None:
+            events = await self.events(orjson.loads(rows[0][15]))
+            sent = body([event.element for event in events])
+        request = bytes(sent)[:body_limit]
         return [
             {
                 "request_id": row[0],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 
 from webhookd.batching import batch_length
 from webhookd.model import QueuedEvent
@@ -26,8 +27,12 @@ class Window:
         maximum_events: int,
         window_events: int = WINDOW_EVENTS,
         window_bytes: int = WINDOW_BYTES,
+        shape: Callable[[QueuedEvent], QueuedEvent] | None = None,
     ) -> None:
         self.store = store
+        # Events are shaped for the webhook as they enter, so that batching counts
+        # the bytes the endpoint will really receive.
+        self.shape = shape
         self.webhook_id = webhook_id
         self.window_events = window_events
         self.window_bytes = window_bytes
@@ -53,6 +58,8 @@ class Window:
         if len(self._events) >= self.window_events or self.bytes >= self.window_bytes:
             self._spilled = True
             return
+        if self.shape is not None:
+            event = self.shape(event)
         self._events.append(event)
         self.bytes += len(event.element)
         self._loaded_upto = event.seq
@@ -71,6 +78,8 @@ class Window:
         finally:
             arrived, self._arrived_during_refill = self._arrived_during_refill, None
         for event in rows:
+            if self.shape is not None:
+                event = self.shape(event)
             self._events.append(event)
             self.bytes += len(event.element)
         if rows:
