@@ -19,6 +19,7 @@ async def running_server(
     webhooks: list[dict[str, Any]] = (),  # type: ignore[assignment]
     daemon: dict[str, Any] | None = None,
     defaults: dict[str, Any] | None = None,
+    api_versions: list[dict[str, Any]] | None = None,
     **tuning: Any,
 ) -> AsyncIterator[Server]:
     settings = parse_config(
@@ -27,6 +28,7 @@ async def running_server(
             | (daemon or {}),
             "defaults": defaults or {},
             "webhooks": list(webhooks),
+            "api_versions": api_versions or [],
         },
         "test",
     )

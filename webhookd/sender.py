@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import gzip
 import ipaddress
 import socket
@@ -141,7 +142,7 @@ class Sender:
     def _socket(self, addr_info: Any) -> socket.socket:
         family, kind, proto, _, address = addr_info
         if is_blocked(address[0], self.blocked_networks):
-            raise BlockedAddress(f"{address[0]} is in blocked_networks")
+            raise BlockedAddress(errno.EACCES, f"{address[0]} is in blocked_networks")
         return socket.socket(family, kind, proto)
 
     async def start(self) -> None:

@@ -1,0 +1,235 @@
+"""What endpoints receive and how they can trust it, through the real server."""
+
+from __future__ import annotations
+
+import gzip
+import sqlite3
+import ssl
+from pathlib import Path
+from typing import Any
+
+import orjson
+import trustme
+from aiohttp import web
+from standardwebhooks.webhooks import Webhook as Verifier
+
+from tests.helpers import Receiver, item_event, wait_for
+from tests.inprocess import connect, running_server
+
+SECRET_A = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+SECRET_B = "whsec_QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"
+
+ORDER = {
+    "merchant_id": "DEMO",
+    "order_id": "DEMO-1",
+    "current_stage": "Shipping Department",
+    "utms": [{"source": "mail"}],
+    "shipping": {"ship_to_name": "Ada", "city": "Austin"},
+    "billing": {"first_name": "Ada"},
+    "items": [{"merchant_item_id": "A", "attributes": [{"name": "color"}], "cost": 5}],
+}
+
+
+def order(n: int, stage: str = "Shipping Department", **extra: Any) -> dict[str, Any]:
+    obj = dict(ORDER, order_id=f"DEMO-{n}", current_stage=stage, n=n, **extra)
+    return {"event": "order_create", "object": obj}
+
+
+def hook(receiver: Receiver, name: str, **settings: Any) -> dict[str, Any]:
+    webhook = {"name": name, "url": receiver.url(f"/{name}"), "events": ["order_*"]}
+    webhook.update(settings)
+    return webhook
+
+
+def attempts(workdir: Path) -> list[dict[str, Any]]:
+    db = sqlite3.connect(workdir / "data" / "webhookd.db")
+    db.row_factory = sqlite3.Row
+    rows = [dict(row) for row in db.execute("SELECT * FROM attempts ORDER BY rowid")]
+    db.close()
+    return rows
+
+
+async def test_signatures_verify_with_every_secret_and_stay_secret(
+    short_tmp: Path, receiver: Receiver
+) -> None:
+    secrets_file = short_tmp / "secrets"
+    secrets_file.write_text(f"{SECRET_A}\n{SECRET_B}\n")
+    webhooks = [
+        hook(receiver, "listed", signing_secret=[SECRET_A, SECRET_B]),
+        hook(receiver, "filed", signing_secret_file=str(secrets_file)),
+        hook(receiver, "single", signing_secret=SECRET_B),
+    ]
+    async with running_server(short_tmp, webhooks) as server:
+        client = await connect(server)
+        await client.publish([order(1)])
+        await wait_for(lambda: len(receiver.requests) == 3, 5, "three deliveries")
+        await client.close()
+    for request in receiver.requests:
+        entries = request.headers["webhook-signature"].split(" ")
+        assert len(entries) == (1 if request.path == "/single" else 2)
+        secrets = [SECRET_B] if request.path == "/single" else [SECRET_A, SECRET_B]
+        for secret in secrets:
+            assert Verifier(secret).verify(request.body, request.headers)["events"]
+    stored = (short_tmp / "data" / "webhookd.db").read_bytes()
+    signatures = [e for r in receiver.requests for e in r.headers["webhook-signature"].split()]
+    for secret_text in (SECRET_A[6:], SECRET_B[6:], *(s[3:] for s in signatures)):
+        assert secret_text.encode() not in stored
+    logged = {h["name"]: h["value"] for h in orjson.loads(attempts(short_tmp)[0]["request_headers"])}
+    assert logged["webhook-signature"] == "***"
+
+
+async def test_gzip_with_content_length_and_limits_on_the_json(
+    short_tmp: Path, receiver: Receiver
+) -> None:
+    raw: list[tuple[dict[str, str], bytes]] = []
+
+    async def capture(request: web.Request) -> web.Response:
+        # The raw bytes as sent, before aiohttp's server decompresses them.
+        raw.append((dict(request.headers), await request.content.read()))
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/gz", capture)
+    runner = web.AppRunner(app, auto_decompress=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    webhook = {
+        "name": "gz", "url": f"http://127.0.0.1:{port}/gz", "events": ["order_*"],
+        "compress": True, "signing_secret": SECRET_A, "maximum_size": "3KB",
+    }
+    try:
+        async with running_server(short_tmp, [webhook]) as server:
+            client = await connect(server)
+            await client.publish([order(i) for i in range(40)])
+            await wait_for(lambda: sum(len(orjson.loads(gzip.decompress(b))["events"])
+                                       for _, b in raw) == 40, 5, "all events")
+            await client.close()
+    finally:
+        await runner.cleanup()
+    for headers, body in raw:
+        assert headers["Content-Encoding"] == "gzip"
+        assert int(headers["Content-Length"]) == len(body)
+        assert "chunked" not in headers.get("Transfer-Encoding", "")
+        json_body = gzip.decompress(body)
+        assert len(json_body) <= 3000 < len(json_body) + 3000  # the limit is on the JSON
+        Verifier(SECRET_A).verify(json_body, headers)  # signed before compression
+    assert len(raw) > 1
+
+
+async def test_expansions_versions_and_sizes(short_tmp: Path, receiver: Receiver) -> None:
+    versions = [
+        {
+            "version": "2016-10-01",
+            "rename": {"order.shipping.ship_to_name": "order.shipping.name"},
+            "remove": ["order.utms"],
+            "set_default": {"order.language_iso_code": "ENG"},
+        }
+    ]
+    webhooks = [
+        hook(receiver, "whole"),
+        hook(receiver, "expanded", expansions={"order": "shipping,items.attributes"}),
+        hook(receiver, "old", api_version="2016-10-01", expansions={"order": "shipping,utms"},
+             maximum_size="1KB"),
+    ]
+    async with running_server(short_tmp, webhooks, api_versions=versions) as server:
+        client = await connect(server)
+        await client.publish([order(i) for i in range(10)])
+        await wait_for(lambda: len(receiver.events()) == 30, 5, "all deliveries")
+        await client.close()
+    whole = receiver.events("/whole")[0]["order_create"]
+    assert whole["shipping"] == ORDER["shipping"] and "billing" in whole
+    expanded = receiver.events("/expanded")[0]["order_create"]
+    assert "billing" not in expanded and "utms" not in expanded
+    assert expanded["shipping"] == ORDER["shipping"]
+    assert expanded["items"] == ORDER["items"]  # each element: base fields + attributes
+    assert expanded["current_stage"] == "Shipping Department"  # base fields stay
+    old_requests = [r for r in receiver.requests if r.path == "/old"]
+    old = old_requests[0].events[0]["order_create"]
+    assert old["shipping"] == {"name": "Ada", "city": "Austin"}
+    assert old["language_iso_code"] == "ENG" and "utms" not in old and "items" not in old
+    assert {r.headers["X-Webhook-Api-Version"] for r in old_requests} == {"2016-10-01"}
+    assert receiver.requests[0].headers["X-Webhook-Api-Version"] in ("2017-03-01", "2016-10-01")
+    assert all(len(r.body) <= 1000 for r in old_requests) and len(old_requests) > 1
+
+
+async def test_filters_apply_at_fan_out(short_tmp: Path, receiver: Receiver) -> None:
+    webhook = hook(
+        receiver, "shipping", events=["order_*", "item_*"],
+        filter={"order": {"current_stage": ["Shipping Department"], "n": [{"numeric": ["<", 5]}]}},
+    )
+    async with running_server(short_tmp, [webhook]) as server:
+        client = await connect(server)
+        await client.publish(
+            [order(1), order(2, stage="Accounts Receivable"), item_event(3), order(7), order(4)]
+        )
+        await wait_for(lambda: len(receiver.events()) == 3, 5, "the matching events")
+        await client.close()
+    received = [next(iter(e.values())) for e in receiver.events()]
+    assert [e.get("n") for e in received] == [1, 3, 4]
+    db = sqlite3.connect(short_tmp / "data" / "webhookd.db")
+    # Filtered-out events were never queued for the webhook (but are stored).
+    assert db.execute("SELECT count(*) FROM events").fetchone() == (5,)
+    db.close()
+
+
+async def test_tls_with_ca_file_and_without(short_tmp: Path) -> None:
+    ca = trustme.CA()
+    certificate = ca.issue_cert("localhost", "127.0.0.1")
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    certificate.configure_cert(server_context)
+    ca_file = short_tmp / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    received: list[str] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        received.append(request.path)
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/{name}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_context)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    webhooks = [
+        {"name": "trusted", "url": f"https://localhost:{port}/trusted", "events": ["order_*"],
+         "ca_file": str(ca_file)},
+        {"name": "untrusted", "url": f"https://127.0.0.1:{port}/untrusted", "events": ["order_*"],
+         "retry_schedule": ["60s"]},
+    ]
+    try:
+        async with running_server(short_tmp, webhooks) as server:
+            client = await connect(server)
+            await client.publish([order(1)])
+            await wait_for(lambda: len(attempts(short_tmp)) == 2, 10, "both attempts")
+            await client.close()
+    finally:
+        await runner.cleanup()
+    assert received == ["/trusted"]
+    errors = {a["uri"].rsplit("/", 1)[1]: a["error"] for a in attempts(short_tmp)}
+    assert errors == {"trusted": None, "untrusted": "tls"}
+
+
+async def test_blocked_networks_check_the_address_connected_to(
+    short_tmp: Path, receiver: Receiver
+) -> None:
+    port = receiver.port
+    webhooks = [
+        {"name": "literal", "url": f"http://127.0.0.1:{port}/a", "events": ["order_*"]},
+        {"name": "named", "url": f"http://localhost:{port}/b", "events": ["order_*"]},
+        {"name": "mapped", "url": f"http://[::ffff:127.0.0.1]:{port}/c", "events": ["order_*"],
+         "allow_http": True},
+    ]
+    schedule = {"retry_schedule": ["60s"]}
+    daemon = {"blocked_networks": ["127.0.0.0/8", "::1/128"]}
+    async with running_server(short_tmp, webhooks, daemon=daemon, defaults=schedule) as server:
+        client = await connect(server)
+        await client.publish([order(1)])
+        await wait_for(lambda: len(attempts(short_tmp)) == 3, 10, "three attempts")
+        await client.close()
+    assert receiver.requests == []
+    assert {a["error"] for a in attempts(short_tmp)} == {"blocked_address"}
+    assert all("blocked_networks" in a["response"] for a in attempts(short_tmp))
