@@ -8,6 +8,7 @@ import ssl
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 import trustme
 from aiohttp import web
@@ -233,3 +234,48 @@ async def test_blocked_networks_check_the_address_connected_to(
     assert receiver.requests == []
     assert {a["error"] for a in attempts(short_tmp)} == {"blocked_address"}
     assert all("blocked_networks" in a["response"] for a in attempts(short_tmp))
+
+
+async def test_egress_proxy_carries_the_requests(short_tmp: Path, receiver: Receiver) -> None:
+    proxied: list[str] = []
+    session = aiohttp.ClientSession()
+
+    async def forward(request: web.Request) -> web.Response:
+        # A minimal forward proxy: the request line holds the absolute target URL.
+        proxied.append(str(request.url))
+        async with session.request(
+            request.method, request.url, headers=request.headers, data=await request.read()
+        ) as answer:
+            return web.Response(status=answer.status, body=await answer.read())
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", forward)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    # The proxy is the address connected to: a blocked receiver is still reached through it.
+    daemon = {"proxy": f"http://127.0.0.1:{port}", "blocked_networks": ["10.0.0.0/8"]}
+    try:
+        async with running_server(short_tmp, [hook(receiver, "erp")], daemon=daemon) as server:
+            client = await connect(server)
+            await client.publish([order(1)])
+            await wait_for(lambda: len(receiver.requests) == 1, 5, "the proxied delivery")
+            await client.close()
+    finally:
+        await runner.cleanup()
+        await session.close()
+    assert proxied == [receiver.url("/erp")]
+    assert receiver.requests[0].events[0]["order_create"]["order_id"] == "DEMO-1"
+
+
+async def test_a_blocked_proxy_is_refused(short_tmp: Path, receiver: Receiver) -> None:
+    daemon = {"proxy": "http://127.0.0.1:9", "blocked_networks": ["127.0.0.0/8"]}
+    webhook = hook(receiver, "erp", retry_schedule=["60s"])
+    async with running_server(short_tmp, [webhook], daemon=daemon) as server:
+        client = await connect(server)
+        await client.publish([order(1)])
+        await wait_for(lambda: len(attempts(short_tmp)) == 1, 5, "the attempt")
+        await client.close()
+    assert attempts(short_tmp)[0]["error"] == "blocked_address"

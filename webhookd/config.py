@@ -395,6 +395,7 @@ class Webhook:
     filters: Mapping[str, Pattern] = field(default_factory=dict)
     signing_keys: tuple[bytes, ...] = field(default=(), repr=False)
     compress: bool = False
+    ca_file: Path | None = None
     ssl_context: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
     source: str = "config"
 
@@ -506,6 +507,7 @@ def resolve_webhooks(config: Config, source: str) -> tuple[Webhook, ...]:
                 filters=dict(spec.filter or {}),
                 signing_keys=signing_keys,
                 compress=spec.compress,
+                ca_file=spec.ca_file,
                 ssl_context=context,
                 timeout=spec.timeout if spec.timeout is not None else defaults.timeout,
                 maximum_events=spec.maximum_events or defaults.maximum_events,

@@ -50,7 +50,20 @@ def webhook_settings(webhook: Webhook) -> dict[str, Any]:
         "rate_limit": format_rate(webhook.rate_limit),
         "retry_schedule": [format_duration(step) for step in webhook.retry_schedule],
         "disable_after": format_duration(webhook.disable_after),
+        "expansions": {key: _paths(tree) for key, tree in webhook.expansions.items()},
+        "filter": dict(webhook.filters),
+        "signing_secret": [MASK] * len(webhook.signing_keys),
+        "compress": webhook.compress,
+        "ca_file": str(webhook.ca_file) if webhook.ca_file else None,
     }
+
+
+def _paths(tree: dict[str, Any], prefix: str = "") -> str:
+    """An expansion tree back into its comma list."""
+    parts = []
+    for name, sub in tree.items():
+        parts.append(_paths(sub, f"{prefix}{name}.") if sub else f"{prefix}{name}")
+    return ",".join(parts)
 
 
 def webhook_state(state: WebhookState, pending: int) -> dict[str, Any]:
@@ -91,6 +104,8 @@ def settings_summary(settings: Settings) -> dict[str, Any]:
             "retention": format_duration(daemon.retention),
             "log_body_limit": daemon.log_body_limit,
             "shutdown_timeout": format_duration(daemon.shutdown_timeout),
+            "proxy": daemon.proxy,
+            "blocked_networks": [str(network) for network in daemon.blocked_networks],
         },
         "webhooks": [webhook_settings(webhook) for webhook in settings.webhooks],
     }
