@@ -85,7 +85,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
     for webhook in summary["webhooks"]:
         click.echo(f"[[webhooks]] {webhook['name']}")
         for key, value in webhook.items():
-            if key != "name" and value not in (None, {}):
+            if key != "name" and value not in (None, {}, []):
                 click.echo(f"  {key} = {value}")
 
 
