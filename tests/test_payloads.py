@@ -14,7 +14,7 @@ import trustme
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook as Verifier
 
-from tests.helpers import Receiver, item_event, wait_for
+from tests.helpers import Daemon, Receiver, item_event, wait_for
 from tests.inprocess import connect, running_server
 
 SECRET_A = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -279,3 +279,49 @@ async def test_a_blocked_proxy_is_refused(short_tmp: Path, receiver: Receiver) -
         await wait_for(lambda: len(attempts(short_tmp)) == 1, 5, "the attempt")
         await client.close()
     assert attempts(short_tmp)[0]["error"] == "blocked_address"
+
+
+async def test_the_daemon_process_signs_compresses_shapes_and_filters(
+    short_tmp: Path, daemons: list[Daemon]
+) -> None:
+    """The same features through `python -m webhookd serve` and its TOML file."""
+    raw: list[tuple[dict[str, str], bytes]] = []
+
+    async def capture(request: web.Request) -> web.Response:
+        raw.append((dict(request.headers), await request.content.read()))
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/erp", capture)
+    runner = web.AppRunner(app, auto_decompress=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    webhook = {
+        "name": "erp", "url": f"http://127.0.0.1:{port}/erp", "events": ["order_*"],
+        "signing_secret": [SECRET_A, SECRET_B], "compress": True,
+        "expansions": {"order": "shipping"},
+        "filter": {"order": {"current_stage": [{"prefix": "Shipping"}]}},
+    }
+    daemon = Daemon(short_tmp, [webhook])
+    daemons.append(daemon)
+    try:
+        await daemon.started()
+        client = await daemon.client()
+        await client.publish([order(1), order(2, stage="Completed Order"), order(3)])
+        await wait_for(lambda: sum(len(orjson.loads(gzip.decompress(b))["events"])
+                                   for _, b in raw) == 2, 10, "the matching events")
+        await client.close()
+        assert await daemon.stop() == 0
+    finally:
+        await runner.cleanup()
+    events = [e["order_create"] for _, b in raw for e in orjson.loads(gzip.decompress(b))["events"]]
+    assert [e["n"] for e in events] == [1, 3]
+    assert all(set(e) == {"merchant_id", "order_id", "current_stage", "n", "shipping"}
+               for e in events)
+    for headers, body in raw:
+        for secret in (SECRET_A, SECRET_B):
+            Verifier(secret).verify(gzip.decompress(body), headers)
+    log = daemon.log()
+    assert SECRET_A[6:] not in log and SECRET_B[6:] not in log
