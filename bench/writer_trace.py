@@ -4,13 +4,13 @@
 
 Runs a burst like bench/e2e.py (one webhook, deliveries of 100, the receiver on
 127.0.0.1) but with the daemon started through this file, which wraps
-``Store._transaction`` and the courier's ``_form`` / ``_record`` with timers before
+``Store._transaction`` and the courier's ``_form`` / ``_write`` with timers before
 calling the real ``webhookd serve`` code. It prints, for the time the producer was
 sending and for the time after: the number and size of the writer's transactions and
 how long the courier waited for its two commits per delivery.
 
 It relies on private names of webhookd (``Store._transaction``, ``Courier._form``,
-``Courier._record``); it is not part of ``bench/run.py`` and may need updating when
+``Courier._write``); it is not part of ``bench/run.py`` and may need updating when
 those change. Nothing in webhookd is modified: the wrapping happens in the child
 process only.
 """
@@ -42,8 +42,8 @@ def serve_traced(config: str, out: str) -> None:
     import atexit
 
     from webhookd import delivery, logs, store
-    from webhookd.config import load_config
     from webhookd.server import run
+    from webhookd.settings import load_config
 
     records: list[str] = []
     transaction = store.Store._transaction
@@ -56,7 +56,7 @@ def serve_traced(config: str, out: str) -> None:
             records.append(f"tx {started:.6f} {time.monotonic() - started:.6f} {len(ops)}")
 
     form = delivery.Courier._form
-    record_attempt = delivery.Courier._record
+    write = delivery.Courier._write
 
     async def timed_form(self: Any) -> Any:
         started = time.monotonic()
@@ -65,16 +65,19 @@ def serve_traced(config: str, out: str) -> None:
         finally:
             records.append(f"form {started:.6f} {time.monotonic() - started:.6f}")
 
-    async def timed_record(self: Any, record: Any) -> None:
+    async def timed_write(self: Any, run: Any, what: str) -> bool:
+        # Every courier commit but the forming one goes through _write ("record", ...).
         started = time.monotonic()
         try:
-            await record_attempt(self, record)
+            result: bool = await write(self, run, what)
+            return result
         finally:
-            records.append(f"record {started:.6f} {time.monotonic() - started:.6f}")
+            if what != "form":
+                records.append(f"record {started:.6f} {time.monotonic() - started:.6f}")
 
     store.Store._transaction = timed_transaction  # type: ignore[method-assign]
     delivery.Courier._form = timed_form  # type: ignore[method-assign]
-    delivery.Courier._record = timed_record  # type: ignore[method-assign]
+    delivery.Courier._write = timed_write  # type: ignore[method-assign]
 
     def dump() -> None:
         Path(out).write_text("\n".join(records) + "\n")

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.helpers import IngestClient
-from webhookd.config import parse_config
 from webhookd.server import Server
+from webhookd.settings import parse_config
 
 
 @asynccontextmanager

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from webhookd.config import ConfigError, load_config, parse_config
+from webhookd.config import ConfigError
+from webhookd.settings import load_config, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -239,7 +240,7 @@ def test_environment_variable_and_builtin_fallback(
     assert load_config().daemon.log_level == "debug"
     monkeypatch.delenv("WEBHOOKD_CONFIG")
     monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
-    monkeypatch.setattr("webhookd.config.DEFAULT_CONFIG_PATH", tmp_path / "none.toml")
+    monkeypatch.setattr("webhookd.settings.DEFAULT_CONFIG_PATH", tmp_path / "none.toml")
     settings = load_config()
     assert settings.source == "<built-in defaults>"
     assert settings.daemon.data_dir == tmp_path / "state"

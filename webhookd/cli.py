@@ -11,7 +11,8 @@ import click
 import orjson
 
 from webhookd import __version__
-from webhookd.config import ConfigError, Settings, load_config
+from webhookd.config import ConfigError
+from webhookd.settings import Settings, load_config
 from webhookd.views import settings_summary
 
 EXIT_USAGE = 2

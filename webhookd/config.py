@@ -11,10 +11,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import ssl
-import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -26,23 +22,18 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from webhookd.catalogue import CATEGORIES, UnknownEventError, expand_subscription, payload_keys
-from webhookd.expansions import Tree
-from webhookd.expansions import parse as parse_expansion
-from webhookd.filters import Pattern, PatternError
+from webhookd.filters import PatternError
 from webhookd.filters import validate as validate_pattern
 from webhookd.retry import DEFAULT_SCHEDULE
 from webhookd.signing import SecretError, decode_secret
 from webhookd.units import parse_duration, parse_size
-from webhookd.versions import VersionStep, steps_down_to
 
-DEFAULT_CONFIG_PATH = Path("/etc/webhookd/webhookd.toml")
 PAYLOAD_KEYS = frozenset(category.payload_key for category in CATEGORIES)
 BUILTIN = "<built-in defaults>"
 
@@ -368,198 +359,3 @@ class Config(_Strict):
                 raise ValueError(f"webhook name {webhook.name!r} is defined twice")
             seen.add(webhook.name)
         return webhooks
-
-
-@dataclass(frozen=True, slots=True)
-class Webhook:
-    """One webhook with its defaults applied and its secrets read: what the engine uses."""
-
-    name: str
-    url: str
-    events: frozenset[str]
-    subscription: tuple[str, ...]
-    api_version: str
-    timeout: float
-    maximum_events: int
-    maximum_size: int
-    linger: float
-    concurrency: int
-    rate_limit: float
-    retry_schedule: tuple[float, ...]
-    disable_after: float
-    basic_username: str | None
-    basic_password: str | None = field(repr=False)
-    headers: tuple[tuple[str, str], ...] = field(repr=False)
-    expansions: Mapping[str, Tree] = field(default_factory=dict)
-    version_steps: tuple[VersionStep, ...] = ()
-    filters: Mapping[str, Pattern] = field(default_factory=dict)
-    signing_keys: tuple[bytes, ...] = field(default=(), repr=False)
-    compress: bool = False
-    ca_file: Path | None = None
-    ssl_context: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
-    source: str = "config"
-
-    @property
-    def shaped(self) -> bool:
-        """Whether objects are changed on the way (expansions or an older version)."""
-        return bool(self.expansions or self.version_steps)
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """A validated configuration and where it came from."""
-
-    config: Config
-    source: str
-    webhooks: tuple[Webhook, ...]
-
-    @property
-    def daemon(self) -> DaemonConfig:
-        return self.config.daemon
-
-
-def _format_loc(loc: tuple[int | str, ...]) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif not part[:1].isidentifier():
-            continue  # pydantic's own markers such as "function-after[...]"
-        else:
-            text += f".{part}" if text else part
-    return text
-
-
-def _format_validation_error(source: str, error: ValidationError) -> str:
-    lines = []
-    for item in error.errors():
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif item["type"] == "missing":
-            message = "required key is missing"
-        location = _format_loc(tuple(item["loc"]))
-        lines.append(f"{source}: {location}: {message}" if location else f"{source}: {message}")
-    return "\n".join(lines)
-
-
-def _read_secret(source: str, key: str, path: Path) -> str:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{source}: {key}: cannot read {path}: {exc.strerror}") from None
-    secret = text.strip()
-    if not secret:
-        raise ConfigError(f"{source}: {key}: {path} is empty")
-    return secret
-
-
-def resolve_webhooks(config: Config, source: str) -> tuple[Webhook, ...]:
-    """Apply ``[defaults]`` to every webhook and read its secret files."""
-    defaults = config.defaults
-    steps = tuple(
-        VersionStep(
-            entry.version, dict(entry.rename), tuple(entry.remove), dict(entry.set_default)
-        )
-        for entry in config.api_versions
-    )
-    resolved = []
-    for index, spec in enumerate(config.webhooks):
-        password: str | None = None
-        if spec.basic_password is not None:
-            password = spec.basic_password.get_secret_value()
-        elif spec.basic_password_file is not None:
-            password = _read_secret(
-                source, f"webhooks[{index}].basic_password_file", spec.basic_password_file
-            )
-        where = f"webhooks[{index}]"
-        keys: list[str] = []
-        if isinstance(spec.signing_secret, list):
-            keys = [secret.get_secret_value() for secret in spec.signing_secret]
-        elif spec.signing_secret is not None:
-            keys = [spec.signing_secret.get_secret_value()]
-        elif spec.signing_secret_file is not None:
-            text = _read_secret(source, f"{where}.signing_secret_file", spec.signing_secret_file)
-            keys = [line.strip() for line in text.splitlines() if line.strip()]
-        try:
-            signing_keys = tuple(decode_secret(key) for key in keys)
-        except SecretError as exc:
-            raise ConfigError(f"{source}: {where}.signing_secret_file: {exc}") from None
-        context = None
-        if spec.ca_file is not None:
-            context = ssl.create_default_context()
-            try:
-                context.load_verify_locations(cafile=spec.ca_file)
-            except (OSError, ssl.SSLError) as exc:
-                raise ConfigError(
-                    f"{source}: {where}.ca_file: cannot load {spec.ca_file}: {exc}"
-                ) from None
-        pinned = spec.api_version if spec.api_version != "latest" else config.daemon.api_version
-        resolved.append(
-            Webhook(
-                name=spec.name,
-                url=spec.url,
-                events=expand_subscription(spec.events),
-                subscription=tuple(spec.events),
-                api_version=pinned,
-                expansions={k: parse_expansion(v) for k, v in (spec.expansions or {}).items()},
-                version_steps=steps_down_to(steps, pinned),
-                filters=dict(spec.filter or {}),
-                signing_keys=signing_keys,
-                compress=spec.compress,
-                ca_file=spec.ca_file,
-                ssl_context=context,
-                timeout=spec.timeout if spec.timeout is not None else defaults.timeout,
-                maximum_events=spec.maximum_events or defaults.maximum_events,
-                maximum_size=spec.maximum_size or defaults.maximum_size,
-                linger=spec.linger if spec.linger is not None else defaults.linger,
-                concurrency=spec.concurrency or defaults.concurrency,
-                rate_limit=spec.rate_limit if spec.rate_limit is not None else defaults.rate_limit,
-                retry_schedule=spec.retry_schedule or defaults.retry_schedule,
-                disable_after=spec.disable_after or defaults.disable_after,
-                basic_username=spec.basic_username,
-                basic_password=password,
-                headers=tuple(spec.headers.items()),
-            )
-        )
-    return tuple(resolved)
-
-
-def parse_config(data: dict[str, Any], source: str = BUILTIN) -> Settings:
-    """Validate an already-parsed TOML document."""
-    try:
-        config = Config.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_format_validation_error(source, exc)) from None
-    return Settings(config=config, source=source, webhooks=resolve_webhooks(config, source))
-
-
-def find_config_path(explicit: str | os.PathLike[str] | None) -> Path | None:
-    """``--config``, else ``$WEBHOOKD_CONFIG``, else the system file if it exists."""
-    if explicit:
-        return Path(explicit)
-    from_env = os.environ.get("WEBHOOKD_CONFIG")
-    if from_env:
-        return Path(from_env)
-    if DEFAULT_CONFIG_PATH.exists():
-        return DEFAULT_CONFIG_PATH
-    return None
-
-
-def load_config(explicit: str | os.PathLike[str] | None = None) -> Settings:
-    """Find, read and validate the configuration; built-in defaults when there is no file."""
-    path = find_config_path(explicit)
-    if path is None:
-        return parse_config({})
-    source = str(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{source}: cannot read config file: {exc.strerror}") from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{source}: not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: invalid TOML: {exc}") from None
-    return parse_config(data, source)

@@ -19,13 +19,13 @@ from functools import partial
 
 import structlog
 
-from webhookd.config import Webhook
 from webhookd.model import Attempt, Delivery, QueuedEvent, WebhookState, new_id
 from webhookd.payload import shape
 from webhookd.retry import next_delay, retry_after_for
 from webhookd.sender import Outcome, Sender
 from webhookd.store import Store, StoreUnavailable
 from webhookd.units import format_duration
+from webhookd.webhook import Webhook
 from webhookd.window import WINDOW_EVENTS, Window
 
 log = structlog.get_logger("webhookd.delivery")

@@ -9,10 +9,10 @@ from __future__ import annotations
 import orjson
 
 from webhookd.catalogue import EVENTS
-from webhookd.config import Webhook
 from webhookd.expansions import apply
 from webhookd.model import QueuedEvent, element
 from webhookd.versions import downgrade
+from webhookd.webhook import Webhook
 
 
 def shape(webhook: Webhook, event: QueuedEvent) -> QueuedEvent:

@@ -24,8 +24,9 @@ from typing import Any
 import aiohttp
 
 from webhookd import __version__
-from webhookd.config import IPNetwork, Webhook
+from webhookd.config import IPNetwork
 from webhookd.signing import signature
+from webhookd.webhook import Webhook
 
 USER_AGENT = f"webhookd/{__version__}"
 MASK = "***"

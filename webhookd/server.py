@@ -19,14 +19,15 @@ import structlog
 from webhookd import __version__
 from webhookd.admin import AdminServer
 from webhookd.bus import Bus
-from webhookd.config import Settings, Webhook
 from webhookd.delivery import Courier
 from webhookd.ingest import IngestServer
 from webhookd.model import WebhookState
 from webhookd.notify import notify, watchdog_interval
 from webhookd.retention import Pruner
 from webhookd.sender import Sender
+from webhookd.settings import Settings
 from webhookd.store import Store
+from webhookd.webhook import Webhook
 from webhookd.window import WINDOW_EVENTS
 
 log = structlog.get_logger("webhookd.server")

@@ -8,9 +8,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from webhookd.config import Settings, Webhook
 from webhookd.model import WebhookState
+from webhookd.settings import Settings
 from webhookd.units import format_duration, format_size
+from webhookd.webhook import Webhook
 
 MASK = "***"
 
