@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -61,6 +62,7 @@ class Receiver:
     requests: list[Received] = field(default_factory=list)
     answer: Callable[[Received], tuple[int, dict[str, str]] | None] | None = None
     port: int = 0
+    decompress: bool = True  # False: record request bodies as sent (e.g. gzip)
     active: int = 0  # requests being handled right now
     max_active: int = 0
     _runner: web.AppRunner | None = None
@@ -89,7 +91,9 @@ class Receiver:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         # Handlers still sleeping (a "hanging" endpoint) must not hold up the test.
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        self._runner = web.AppRunner(
+            app, access_log=None, shutdown_timeout=0.5, auto_decompress=self.decompress
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
@@ -109,6 +113,16 @@ class Receiver:
             if path is None or request.path == path
             for event in request.events
         ]
+
+
+def attempt_log(workdir: Path) -> list[dict[str, Any]]:
+    """The attempt log rows of a daemon's database, oldest first."""
+    db = sqlite3.connect(workdir / "data" / "webhookd.db")
+    db.row_factory = sqlite3.Row
+    try:
+        return [dict(row) for row in db.execute("SELECT * FROM attempts ORDER BY rowid")]
+    finally:
+        db.close()
 
 
 def order_event(number: int, producer_id: str | None = None, **extra: Any) -> dict[str, Any]:

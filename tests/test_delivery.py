@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import socket
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from tests.helpers import Receiver, order_event, wait_for
+from tests.helpers import attempt_log as attempts
 from tests.inprocess import connect, running_server
 
 
@@ -21,14 +21,6 @@ def hook(receiver: Receiver, **settings: Any) -> dict[str, Any]:
 
 def numbers(receiver: Receiver) -> list[int]:
     return [event["order_create"]["n"] for event in receiver.events()]
-
-
-def attempts(workdir: Path) -> list[dict[str, Any]]:
-    db = sqlite3.connect(workdir / "data" / "webhookd.db")
-    db.row_factory = sqlite3.Row
-    rows = [dict(row) for row in db.execute("SELECT * FROM attempts ORDER BY rowid")]
-    db.close()
-    return rows
 
 
 async def test_an_idle_webhook_sends_at_once_and_batches_while_in_flight(

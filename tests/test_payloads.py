@@ -15,6 +15,7 @@ from aiohttp import web
 from standardwebhooks.webhooks import Webhook as Verifier
 
 from tests.helpers import Daemon, Receiver, item_event, wait_for
+from tests.helpers import attempt_log as attempts
 from tests.inprocess import connect, running_server
 
 SECRET_A = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -40,14 +41,6 @@ def hook(receiver: Receiver, name: str, **settings: Any) -> dict[str, Any]:
     webhook = {"name": name, "url": receiver.url(f"/{name}"), "events": ["order_*"]}
     webhook.update(settings)
     return webhook
-
-
-def attempts(workdir: Path) -> list[dict[str, Any]]:
-    db = sqlite3.connect(workdir / "data" / "webhookd.db")
-    db.row_factory = sqlite3.Row
-    rows = [dict(row) for row in db.execute("SELECT * FROM attempts ORDER BY rowid")]
-    db.close()
-    return rows
 
 
 async def test_signatures_verify_with_every_secret_and_stay_secret(
@@ -79,44 +72,31 @@ async def test_signatures_verify_with_every_secret_and_stay_secret(
     assert logged["webhook-signature"] == "***"
 
 
-async def test_gzip_with_content_length_and_limits_on_the_json(
-    short_tmp: Path, receiver: Receiver
-) -> None:
-    raw: list[tuple[dict[str, str], bytes]] = []
-
-    async def capture(request: web.Request) -> web.Response:
-        # The raw bytes as sent, before aiohttp's server decompresses them.
-        raw.append((dict(request.headers), await request.content.read()))
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_post("/gz", capture)
-    runner = web.AppRunner(app, auto_decompress=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+async def test_gzip_with_content_length_and_limits_on_the_json(short_tmp: Path) -> None:
+    raw = Receiver(decompress=False)  # sees the bytes as sent
+    await raw.start()
     webhook = {
-        "name": "gz", "url": f"http://127.0.0.1:{port}/gz", "events": ["order_*"],
+        "name": "gz", "url": raw.url("/gz"), "events": ["order_*"],
         "compress": True, "signing_secret": SECRET_A, "maximum_size": "3KB",
     }
     try:
         async with running_server(short_tmp, [webhook]) as server:
             client = await connect(server)
             await client.publish([order(i) for i in range(40)])
-            await wait_for(lambda: sum(len(orjson.loads(gzip.decompress(b))["events"])
-                                       for _, b in raw) == 40, 5, "all events")
+            await wait_for(lambda: sum(len(orjson.loads(gzip.decompress(r.body))["events"])
+                                       for r in raw.requests) == 40, 5, "all events")
             await client.close()
     finally:
-        await runner.cleanup()
-    for headers, body in raw:
+        await raw.stop()
+    for request in raw.requests:
+        headers, body = request.headers, request.body
         assert headers["Content-Encoding"] == "gzip"
         assert int(headers["Content-Length"]) == len(body)
         assert "chunked" not in headers.get("Transfer-Encoding", "")
         json_body = gzip.decompress(body)
         assert len(json_body) <= 3000 < len(json_body) + 3000  # the limit is on the JSON
         Verifier(SECRET_A).verify(json_body, headers)  # signed before compression
-    assert len(raw) > 1
+    assert len(raw.requests) > 1
 
 
 async def test_expansions_versions_and_sizes(short_tmp: Path, receiver: Receiver) -> None:
@@ -285,21 +265,10 @@ async def test_the_daemon_process_signs_compresses_shapes_and_filters(
     short_tmp: Path, daemons: list[Daemon]
 ) -> None:
     """The same features through `python -m webhookd serve` and its TOML file."""
-    raw: list[tuple[dict[str, str], bytes]] = []
-
-    async def capture(request: web.Request) -> web.Response:
-        raw.append((dict(request.headers), await request.content.read()))
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_post("/erp", capture)
-    runner = web.AppRunner(app, auto_decompress=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    raw = Receiver(decompress=False)
+    await raw.start()
     webhook = {
-        "name": "erp", "url": f"http://127.0.0.1:{port}/erp", "events": ["order_*"],
+        "name": "erp", "url": raw.url("/erp"), "events": ["order_*"],
         "signing_secret": [SECRET_A, SECRET_B], "compress": True,
         "expansions": {"order": "shipping"},
         "filter": {"order": {"current_stage": [{"prefix": "Shipping"}]}},
@@ -310,18 +279,20 @@ async def test_the_daemon_process_signs_compresses_shapes_and_filters(
         await daemon.started()
         client = await daemon.client()
         await client.publish([order(1), order(2, stage="Completed Order"), order(3)])
-        await wait_for(lambda: sum(len(orjson.loads(gzip.decompress(b))["events"])
-                                   for _, b in raw) == 2, 10, "the matching events")
+        await wait_for(lambda: sum(len(orjson.loads(gzip.decompress(r.body))["events"])
+                                   for r in raw.requests) == 2, 10, "the matching events")
         await client.close()
         assert await daemon.stop() == 0
     finally:
-        await runner.cleanup()
-    events = [e["order_create"] for _, b in raw for e in orjson.loads(gzip.decompress(b))["events"]]
+        await raw.stop()
+    events = [
+        e["order_create"] for r in raw.requests for e in orjson.loads(gzip.decompress(r.body))["events"]
+    ]
     assert [e["n"] for e in events] == [1, 3]
     assert all(set(e) == {"merchant_id", "order_id", "current_stage", "n", "shipping"}
                for e in events)
-    for headers, body in raw:
+    for request in raw.requests:
         for secret in (SECRET_A, SECRET_B):
-            Verifier(secret).verify(gzip.decompress(body), headers)
+            Verifier(secret).verify(gzip.decompress(request.body), request.headers)
     log = daemon.log()
     assert SECRET_A[6:] not in log and SECRET_B[6:] not in log
