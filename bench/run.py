@@ -1,7 +1,8 @@
 """Run every benchmark, one after the other: ``python bench/run.py [--quick]``.
 
 ``--quick`` is the smoke mode CI runs: small N, one round, a few seconds, and no
-assertion about speed. Each benchmark also runs alone (bench/ingest.py, bench/e2e.py).
+assertion about speed. Each benchmark also runs alone (bench/ingest.py, bench/e2e.py,
+bench/backlog.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import common, e2e, ingest
+from bench import backlog, common, e2e, ingest
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,6 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     ingest.main(forward)
     print()
     e2e.main(forward)
+    print()
+    backlog.main(forward)
     print(f"\nall benchmarks: {time.monotonic() - started:.0f}s")
 
 
