@@ -140,6 +140,9 @@ class IngestConnection(asyncio.Protocol):
         bus = server.bus
         for event in batch:
             event.targets = bus.targets(event)
+            # The parsed object was needed for filters only; holding thousands of them
+            # until the commit costs memory and long garbage collections.
+            event.obj = None
         now = time.time()
         self._unanswered += len(batch)
         self._update_reading()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import gc
 import os
 import signal
 import time
@@ -151,6 +152,8 @@ class Server:
             self._add_courier(tasks, webhook, ids[webhook.name], state)
         await self.ingest.start()
         await self.admin.start()
+        # What start-up built lives as long as we do: keep the collector off it.
+        gc.freeze()
         self.ready.set()
         summary = f"ready: {len(webhooks)} webhooks"
         notify(f"READY=1\nSTATUS={summary}")
