@@ -198,12 +198,15 @@ def write_config(
     daemon: dict[str, Any],
     webhooks: list[dict[str, Any]] = (),  # type: ignore[assignment]
     defaults: dict[str, Any] | None = None,
+    api_versions: list[dict[str, Any]] | None = None,
 ) -> Path:
     lines = ["[daemon]"] + [f"{k} = {toml_value(v)}" for k, v in daemon.items()]
     if defaults:
         lines += ["[defaults]"] + [f"{k} = {toml_value(v)}" for k, v in defaults.items()]
     for webhook in webhooks:
         lines += ["[[webhooks]]"] + [f"{k} = {toml_value(v)}" for k, v in webhook.items()]
+    for entry in api_versions or []:
+        lines += ["[[api_versions]]"] + [f"{k} = {toml_value(v)}" for k, v in entry.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -211,7 +214,13 @@ def write_config(
 class Daemon:
     """The real daemon as a subprocess: ``python -m webhookd serve --config ...``."""
 
-    def __init__(self, workdir: Path, webhooks: list[dict[str, Any]], **daemon: Any) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        webhooks: list[dict[str, Any]],
+        api_versions: list[dict[str, Any]] | None = None,
+        **daemon: Any,
+    ) -> None:
         self.workdir = workdir
         self.data_dir = workdir / "data"
         self.socket_dir = workdir / "run"
@@ -221,7 +230,9 @@ class Daemon:
             "log_format": "json",
         }
         settings.update(daemon)
-        self.config = write_config(workdir / "webhookd.toml", settings, webhooks)
+        self.config = write_config(
+            workdir / "webhookd.toml", settings, webhooks, api_versions=api_versions
+        )
         self.log_path = workdir / "daemon.log"
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -170,11 +170,12 @@ def test_url_rules() -> None:
     ok = [
         hook(name="loop4", url="http://127.0.0.1:8080/x"),
         hook(name="loop6", url="http://[::1]:8080/x"),
+        hook(name="mapped", url="http://[::ffff:127.0.0.1]:8080/x"),
         hook(name="local", url="http://localhost/x"),
         hook(name="items", url="http://shop.example.com/x", events=["item_*"]),
         hook(name="opted", url="http://erp.example.com/x", allow_http=True),
     ]
-    assert len(parse_config({"webhooks": ok}).webhooks) == 5
+    assert len(parse_config({"webhooks": ok}).webhooks) == 6
     # item-only means every subscribed event: one order event needs https again.
     assert "must be https://" in error_of(
         {"webhooks": [hook(url="http://shop.example.com/x", events=["item_*", "order_create"])]}

@@ -296,3 +296,55 @@ async def test_the_daemon_process_signs_compresses_shapes_and_filters(
             Verifier(secret).verify(gzip.decompress(request.body), request.headers)
     log = daemon.log()
     assert SECRET_A[6:] not in log and SECRET_B[6:] not in log
+
+
+async def test_the_daemon_process_versions_tls_and_blocked_addresses(
+    short_tmp: Path, daemons: list[Daemon]
+) -> None:
+    """API versions, TLS with ca_file and blocked_networks through the daemon process."""
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_context)
+    ca_file = short_tmp / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    app = web.Application()
+    secure: list[dict[str, Any]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        secure.append(dict(request.headers) | {"body": await request.json()})
+        return web.Response(text="ok")
+
+    app.router.add_post("/secure", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_context)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    versions = [{"version": "2016-10-01", "rename": {"order.shipping.ship_to_name": "order.shipping.name"}}]
+    webhooks = [
+        {"name": "secure", "url": f"https://localhost:{port}/secure", "events": ["order_*"],
+         "ca_file": str(ca_file), "api_version": "2016-10-01"},
+        # Loopback even unmapped, so a failing check could never reach another host.
+        {"name": "blocked", "url": "http://[::ffff:127.0.0.2]:9/x", "events": ["order_*"],
+         "allow_http": True,
+         "retry_schedule": ["60s"]},
+    ]
+    daemon = Daemon(short_tmp, webhooks, api_versions=versions,
+                    blocked_networks=["127.0.0.2/32"])
+    daemons.append(daemon)
+    try:
+        await daemon.started()
+        client = await daemon.client()
+        await client.publish([order(1)])
+        await wait_for(lambda: len(secure) == 1 and len(attempts(short_tmp)) == 2, 10, "attempts")
+        await client.close()
+        assert await daemon.stop() == 0
+    finally:
+        await runner.cleanup()
+    (request,) = secure
+    assert request["X-Webhook-Api-Version"] == "2016-10-01"
+    assert request["body"]["events"][0]["order_create"]["shipping"] == {
+        "name": "Ada", "city": "Austin"
+    }
+    errors = {a["uri"]: a["error"] for a in attempts(short_tmp)}
+    assert errors == {webhooks[0]["url"]: None, webhooks[1]["url"]: "blocked_address"}
