@@ -349,7 +349,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     rounds = args.rounds or (1 if args.quick else 3)
     print(f"backlog: {backlog:,} events of {common.EVENT_SIZE} bytes pending for a dead "
           f"endpoint beside a healthy webhook (deliveries of {BATCH}); healthy throughput "
-          f"over {events:,} events, {rounds} interleaved rounds; {common.machine()}",
+          f"over {events:,} events, {rounds} interleaved rounds, {common.loop_name()} loop; "
+          f"{common.machine()}",
           flush=True)
     started = time.monotonic()
     dead = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -513,8 +514,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help=f"events pending for the dead endpoint (default {DEFAULT_BACKLOG:,}, "
                         f"quick {QUICK_BACKLOG:,})")
     args = parser.parse_args(argv)
-    figures = asyncio.run(bench(args))
-    common.write_json(args.json, "backlog", figures)
+    common.use_uvloop(args.uvloop)
+    figures: dict[str, Any] = common.run(bench(args))
+    common.write_json(args.json, "backlog" + ("_uvloop" if args.uvloop else ""), figures)
     return figures
 
 

@@ -1,6 +1,6 @@
 """The bare-library baseline: the least an asyncio ingest server must do, no product logic.
 
-    python bench/baseline.py --socket PATH --db PATH
+    python bench/baseline.py --socket PATH --db PATH [--uvloop]
 
 A Unix-socket server: each read chunk is split into lines, each line goes through
 ``orjson.loads`` and its object is stored (``orjson.dumps``) in SQLite through
@@ -19,6 +19,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import cast
 
 import aiosqlite
 import orjson
@@ -36,8 +37,8 @@ class Connection(asyncio.Protocol):
         self.paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # No isinstance(transport, asyncio.Transport): uvloop's transports are not.
+        self.transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -114,6 +115,7 @@ async def main() -> None:
     parser.add_argument("--socket", type=Path, required=True)
     parser.add_argument("--db", type=Path, required=True)
     parser.add_argument("--max-seconds", type=float, default=1800.0)
+    parser.add_argument("--uvloop", action="store_true", help="(parsed before the loop starts)")
     args = parser.parse_args()
 
     db = await aiosqlite.connect(args.db)
@@ -144,4 +146,11 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    import sys
+
+    if "--uvloop" in sys.argv[1:]:
+        import uvloop
+
+        uvloop.run(main())
+    else:
+        asyncio.run(main())

@@ -1,6 +1,8 @@
 """End-to-end throughput: events/s from the producer to a webhook receiver process.
 
     python bench/e2e.py [--events N] [--rounds R] [--rate 10000 20000] [--no-info] [--quick]
+    python bench/e2e.py --sustained [--sustained-rates 15000 20000 25000 30000]
+                        [--sustained-seconds 30] [--rounds R] [--quick]
 
 Interleaved rounds of:
 - burst: the daemon (log_level "warning") with one webhook (maximum_events 100)
@@ -16,13 +18,24 @@ Interleaved rounds of:
 - bare ingest: bench/baseline.py, the same N over the same socket protocol;
 - bare POST: one aiohttp ClientSession POSTing bodies of 100 events (the daemon's
   body shape), one after the other, to the same receiver process.
-Figures are medians over the rounds.
+Figures are medians over the rounds. ``--rate`` with no value skips the paced runs.
+
+``--sustained``: instead of all that, the highest paced rate the daemon keeps up with
+for ``--sustained-seconds`` (default 30 s). Same daemon and webhook as above; the
+producer paced at each of ``--sustained-rates`` in turn, lowest first, one round each,
+until one does not keep up (keeps up = delivered >= 97% of the rate, i.e. N / (first
+write -> N-th event at the receiver), and the last event arrived < 1 s after its
+ack); if the lowest fails, half of it is tried, and so on. The highest rate that kept
+up then runs ``--rounds`` - 1 more rounds and must keep up on their medians; if it
+does not, the next lower rate that kept up is confirmed the same way. A bare ingest
+round (the same socket protocol, 200,000 events as fast as acknowledged) follows
+every daemon round; ratio = the confirmed rate's median delivered events/s / the
+median bare ingest rate. Target: >= 0.45x.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
 from dataclasses import dataclass
@@ -42,6 +55,13 @@ SUSTAINED_SECONDS = 12
 QUICK_EVENTS = 2_000
 BATCH = 100
 TARGET_RATE = 10_000
+SUSTAINED_RATES = [15_000.0, 20_000.0, 25_000.0, 30_000.0]
+SUSTAINED_TARGET_SECONDS = 30.0
+QUICK_SUSTAINED_RATES = [2_000.0, 4_000.0]
+QUICK_SUSTAINED_SECONDS = 1.0
+SUSTAINED_TARGET_RATIO = 0.45
+KEEP_UP_SHARE = 0.97  # delivered at least this share of the offered rate...
+KEEP_UP_LAG = 1.0  # ...and the last event arrived less than this many seconds after its ack
 
 
 @dataclass
@@ -144,7 +164,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     print(f"e2e: {events:,} events of {common.EVENT_SIZE} bytes per burst round, deliveries of "
           f"{BATCH}, {args.producers} producer(s), {rounds} interleaved rounds; sustained: "
           + ", ".join(f"{_sustained_events(r, args.quick):,} events at {r:,.0f}/s" for r in rates)
-          + f"; {common.machine()}", flush=True)
+          + f"; {common.loop_name()} loop; {common.machine()}", flush=True)
     series: dict[str, list[float]] = {
         "burst": [], "burst_ack": [], "burst_during_ingest": [], "burst_drain": [],
         "burst_info": [], "bare_ingest": [], "bare_post": [],
@@ -243,19 +263,142 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     return figures
 
 
+def keeps_up(rate: float, delivered: float, lag: float) -> bool:
+    return delivered >= KEEP_UP_SHARE * rate and lag < KEEP_UP_LAG
+
+
+async def sustained(args: argparse.Namespace) -> dict[str, Any]:
+    """The highest paced rate that keeps up for ``--sustained-seconds`` (see the docstring)."""
+    rounds = args.rounds or (1 if args.quick else 3)
+    seconds = args.sustained_seconds or (
+        QUICK_SUSTAINED_SECONDS if args.quick else SUSTAINED_TARGET_SECONDS)
+    rates = sorted(args.sustained_rates or (QUICK_SUSTAINED_RATES if args.quick
+                                            else SUSTAINED_RATES))
+    ingest_events = args.events or (QUICK_EVENTS if args.quick else DEFAULT_EVENTS)
+    print(f"e2e sustained: the producer paced at {', '.join(f'{r:,.0f}' for r in rates)} "
+          f"events/s, {seconds:g} s each, deliveries of {BATCH}, {args.producers} producer(s); "
+          f"the best rate confirmed over {rounds} rounds; bare ingest {ingest_events:,} events "
+          f"after every daemon round; {common.loop_name()} loop; {common.machine()}",
+          flush=True)
+    tried: dict[float, list[E2E]] = {}
+    bare: list[float] = []
+    counter = 0
+
+    async def one(receiver: common.Receiver, rate: float) -> bool:
+        nonlocal counter
+        counter += 1
+        events = max(1, round(rate * seconds))
+        result = await daemon_round(receiver, events, "warning", args,
+                                    f"sus{rate:.0f}-{counter}", rate=rate)
+        tried.setdefault(rate, []).append(result)
+        ok = keeps_up(rate, result.rate, result.lag)
+        print(f"  {rate:>7,.0f}/s for {seconds:g} s: delivered {result.rate:>8,.0f}/s, lag at the "
+              f"end {result.lag:.2f} s, acked at {result.ack_rate:,.0f}/s, "
+              f"{events / max(1, result.requests):.1f} events/POST: "
+              + ("keeps up" if ok else "does NOT keep up"), flush=True)
+        ingest = await ingest_round(ingest_events, args)
+        bare.append(ingest)
+        print(f"  bare ingest {ingest:>9,.0f}/s", flush=True)
+        return ok
+
+    passed: list[float] = []
+    with common.running_receiver() as receiver:
+        for rate in rates:  # lowest first, up to the first that falls behind
+            if not await one(receiver, rate):
+                break
+            passed.append(rate)
+        if not passed:  # not even the lowest: halve until one keeps up
+            rate = rates[0] / 2
+            while rate >= 500 and not passed:
+                if await one(receiver, rate):
+                    passed.append(rate)
+                rate /= 2
+        confirmed: float | None = None
+        for rate in sorted(passed, reverse=True):
+            while len(tried[rate]) < rounds:
+                await one(receiver, rate)
+            results = tried[rate]
+            if keeps_up(rate, common.median([r.rate for r in results]),
+                        common.median([r.lag for r in results])):
+                confirmed = rate
+                break
+            print(f"  {rate:,.0f}/s does not keep up on the median of {len(results)} rounds",
+                  flush=True)
+    bare_median = common.median(bare)
+    table = []
+    for rate in sorted(tried):
+        results = tried[rate]
+        delivered = common.median([r.rate for r in results])
+        lag = common.median([r.lag for r in results])
+        table.append({
+            "rate": rate, "rounds": len(results), "delivered": delivered, "lag": lag,
+            "delivered_rounds": [r.rate for r in results], "lag_rounds": [r.lag for r in results],
+            "ack_rounds": [r.ack_rate for r in results],
+            "keeps_up": keeps_up(rate, delivered, lag),
+        })
+    best = next((row for row in table if row["rate"] == confirmed), None)
+    ratio = best["delivered"] / bare_median if best else 0.0
+    figures: dict[str, Any] = {
+        "seconds": seconds, "rates_tried": table, "rounds": rounds, "loop": common.loop_name(),
+        "bare_ingest": bare_median, "bare_ingest_rounds": bare,
+        "highest_rate_kept_up": confirmed,
+        "delivered_at_that_rate": best["delivered"] if best else None,
+        "ratio_to_bare_ingest": ratio, "target_ratio": SUSTAINED_TARGET_RATIO,
+        "target_met": ratio >= SUSTAINED_TARGET_RATIO,
+    }
+    print()
+    rows = []
+    for row in table:
+        rows.append([
+            f"paced at {row['rate']:,.0f}/s for {seconds:g} s", str(row["rounds"]),
+            common.fmt_rate(row["delivered"]), _rates(row["delivered_rounds"]),
+            " / ".join(f"{lag:.2f}" for lag in row["lag_rounds"]),
+            "keeps up" if row["keeps_up"] else "does NOT keep up",
+        ])
+    rows.append(["bare ingest (asyncio + orjson + aiosqlite)", str(len(bare)),
+                 common.fmt_rate(bare_median), _rates(bare), "", ""])
+    common.print_table(["run", "rounds", "delivered/s (median)", "delivered rounds",
+                        "lag at the end, s", "verdict"], rows)
+    if best:
+        print(f"highest paced rate that keeps up for {seconds:g} s: {confirmed:,.0f}/s "
+              f"(delivered {best['delivered']:,.0f}/s), {ratio:.2f}x bare ingest; target >= "
+              f"{SUSTAINED_TARGET_RATIO}x: " + common.met(figures["target_met"]))
+    else:
+        print(f"no rate tried kept up for {seconds:g} s; target >= {SUSTAINED_TARGET_RATIO}x: "
+              "NOT met")
+    if args.quick:
+        print("(--quick: smoke run, the figures mean nothing)")
+    return figures
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     common.common_arguments(parser)
     parser.add_argument("--producers", type=int, default=1,
                         help="producer connections (default 1)")
-    parser.add_argument("--rate", type=float, nargs="+", default=DEFAULT_RATES,
-                        help="events/s of the sustained runs, one run per value "
-                        "(default: 10000 20000)")
+    parser.add_argument("--rate", type=float, nargs="*", default=DEFAULT_RATES,
+                        help="events/s of the 12 s paced runs, one run per value "
+                        "(default: 10000 20000; none: skip them)")
     parser.add_argument("--no-info", action="store_true",
                         help="skip the burst rounds at log_level info")
+    parser.add_argument("--sustained", action="store_true",
+                        help="only the sustained search: the highest paced rate that keeps "
+                        "up for --sustained-seconds")
+    parser.add_argument("--sustained-rates", type=float, nargs="+",
+                        help="rates tried by --sustained (default 15000 20000 25000 30000; "
+                        "quick 2000 4000)")
+    parser.add_argument("--sustained-seconds", type=float,
+                        help=f"seconds per --sustained round (default "
+                        f"{SUSTAINED_TARGET_SECONDS:g}; quick {QUICK_SUSTAINED_SECONDS:g})")
     args = parser.parse_args(argv)
-    figures = asyncio.run(bench(args))
-    common.write_json(args.json, "e2e", figures)
+    common.use_uvloop(args.uvloop)
+    suffix = "_uvloop" if args.uvloop else ""
+    if args.sustained:
+        figures: dict[str, Any] = common.run(sustained(args))
+        common.write_json(args.json, "e2e_sustained" + suffix, figures)
+        return figures
+    figures = common.run(bench(args))
+    common.write_json(args.json, "e2e" + suffix, figures)
     return figures
 
 

@@ -11,7 +11,6 @@ rate is events / (first write -> last reply). Figures are medians over the round
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
 from typing import Any
@@ -63,7 +62,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     rounds = args.rounds or (1 if args.quick else 3)
     figures: dict[str, Any] = {"events_per_round": events, "rounds": rounds, "results": []}
     print(f"ingest: {events:,} events of {common.EVENT_SIZE} bytes per round, "
-          f"{rounds} interleaved rounds; {common.machine()}", flush=True)
+          f"{rounds} interleaved rounds, {common.loop_name()} loop; {common.machine()}", flush=True)
     for producers in args.producers:
         daemon_rates: list[float] = []
         baseline_rates: list[float] = []
@@ -114,8 +113,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--producers", type=int, nargs="+", default=[1, 8],
                         help="producer connections; one run per value (default: 1 8)")
     args = parser.parse_args(argv)
-    figures = asyncio.run(bench(args))
-    common.write_json(args.json, "ingest", figures)
+    common.use_uvloop(args.uvloop)
+    figures: dict[str, Any] = common.run(bench(args))
+    common.write_json(args.json, "ingest" + ("_uvloop" if args.uvloop else ""), figures)
     return figures
 
 

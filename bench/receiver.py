@@ -1,6 +1,6 @@
 """The benchmark's webhook endpoint: an aiohttp server on 127.0.0.1 that counts events.
 
-    python bench/receiver.py [--port 0] [--max-seconds 3600]
+    python bench/receiver.py [--port 0] [--max-seconds 3600] [--latency]
 
 Prints ``port N`` on its first stdout line. Any POST is parsed as an UltraCart body
 (``{"events": [...]}``) and its events are counted under the request's path; the
@@ -8,8 +8,15 @@ answer is 200. ``GET /_wait?path=P&target=N&timeout=S`` answers once path P has
 counted N events (or after S seconds): ``{"events", "requests", "reached_at"}``,
 ``reached_at`` being this host's ``time.monotonic()`` (CLOCK_MONOTONIC, comparable
 across processes) when path P last counted events: when exactly N events are sent,
-the moment the N-th arrived. ``GET /_count?path=P`` answers at once.
+the moment the N-th arrived. ``GET /_count?path=P`` answers at once;
+``GET /_total?prefix=X`` sums the events of every path starting with X, at once.
 Stops on SIGTERM/SIGINT, or by itself after ``--max-seconds``.
+
+With ``--latency`` (bench/latency.py), the handler also takes ``time.monotonic()`` once
+the body is read and, for each event whose object carries ``bench_sent_at`` (the
+producer's ``time.monotonic()`` when it wrote the line), keeps now - bench_sent_at;
+``GET /_latency?path=P`` answers ``{"latencies_ms": [...]}`` in arrival order. Without
+the flag nothing of this runs (the other benchmarks count only).
 """
 
 from __future__ import annotations
@@ -26,7 +33,9 @@ from aiohttp import web
 
 
 class Counter:
-    def __init__(self) -> None:
+    def __init__(self, latency: bool = False) -> None:
+        self.latency = latency
+        self.latencies: defaultdict[str, list[float]] = defaultdict(list)  # ms
         self.events: defaultdict[str, int] = defaultdict(int)
         self.requests: defaultdict[str, int] = defaultdict(int)
         self.last_at: dict[str, float] = {}  # when each path last counted events
@@ -34,8 +43,17 @@ class Counter:
 
     async def post(self, request: web.Request) -> web.Response:
         body = await request.read()
-        count = len(orjson.loads(body)["events"])
+        received_at = time.monotonic()
+        events = orjson.loads(body)["events"]
+        count = len(events)
         path = request.path
+        if self.latency:
+            latencies = self.latencies[path]
+            for element in events:
+                for obj in element.values():
+                    sent_at = obj.get("bench_sent_at") if isinstance(obj, dict) else None
+                    if sent_at is not None:
+                        latencies.append((received_at - sent_at) * 1000)
         self.events[path] += count
         self.requests[path] += 1
         self.last_at[path] = time.monotonic()
@@ -71,17 +89,34 @@ class Counter:
     async def count(self, request: web.Request) -> web.Response:
         return self._answer(request.query["path"])
 
+    async def total(self, request: web.Request) -> web.Response:
+        """Events counted so far under every path that starts with ``prefix``, at once."""
+        prefix = request.query["prefix"]
+        events = sum(count for path, count in self.events.items() if path.startswith(prefix))
+        return web.Response(body=orjson.dumps({"events": events}),
+                            content_type="application/json")
+
+    async def latency_list(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=orjson.dumps({"latencies_ms": self.latencies[request.query["path"]]}),
+            content_type="application/json",
+        )
+
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--max-seconds", type=float, default=3600.0)
+    parser.add_argument("--latency", action="store_true",
+                        help="keep each event's latency from its bench_sent_at (GET /_latency)")
     args = parser.parse_args()
 
-    counter = Counter()
+    counter = Counter(args.latency)
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_get("/_wait", counter.wait)
     app.router.add_get("/_count", counter.count)
+    app.router.add_get("/_latency", counter.latency_list)
+    app.router.add_get("/_total", counter.total)
     app.router.add_post("/{tail:.*}", counter.post)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
