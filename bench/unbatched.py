@@ -34,7 +34,7 @@ if __package__ in (None, ""):
 
 from bench import common
 
-DEFAULT_EVENTS = 20_000
+DEFAULT_EVENTS = 10_000
 QUICK_EVENTS = 500
 CONCURRENCY = 16
 TARGET_RATIO = 0.6
