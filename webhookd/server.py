@@ -34,6 +34,7 @@ from webhookd.window import WINDOW_EVENTS
 log = structlog.get_logger("webhookd.server")
 
 GC_THRESHOLD = 50_000
+CHECKPOINT_INTERVAL = 0.25
 
 
 class AlreadyRunning(Exception):
@@ -171,6 +172,7 @@ class Server:
             startup_ms=round((time.monotonic() - started) * 1000),
         )
         tasks.create_task(self.pruner.run(), name="retention")
+        tasks.create_task(self._checkpoints(), name="checkpoints")
         interval = watchdog_interval()
         if interval:
             tasks.create_task(self._watchdog(interval), name="watchdog")
@@ -193,6 +195,15 @@ class Server:
                     await self._stop_requested.wait()
             except TimeoutError:
                 pass
+
+    async def _checkpoints(self) -> None:
+        """Fold the WAL into the database file often enough to keep it small."""
+        while not self._stop_requested.is_set():
+            try:
+                async with asyncio.timeout(CHECKPOINT_INTERVAL):
+                    await self._stop_requested.wait()
+            except TimeoutError:
+                await self.store.checkpoint()
 
     async def _supervise(self) -> None:
         await self._stop_requested.wait()
