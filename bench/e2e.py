@@ -25,7 +25,9 @@ for ``--sustained-seconds`` (default 30 s). Same daemon and webhook as above; th
 producer paced at each of ``--sustained-rates`` in turn, lowest first, one round each,
 until one does not keep up (keeps up = delivered >= 97% of the rate, i.e. N / (first
 write -> N-th event at the receiver), and the last event arrived < 1 s after its
-ack); if the lowest fails, half of it is tried, and so on. The highest rate that kept
+ack); then the gap between the highest rate that kept up (0 if none did) and that one
+is halved, one round per step, down to ``--sustained-resolution`` (default 2,500/s,
+rates rounded to 250/s). The highest rate that kept
 up then runs ``--rounds`` - 1 more rounds and must keep up on their medians; if it
 does not, the next lower rate that kept up is confirmed the same way. A bare ingest
 round (the same socket protocol, 200,000 events as fast as acknowledged) follows
@@ -59,6 +61,7 @@ SUSTAINED_RATES = [15_000.0, 20_000.0, 25_000.0, 30_000.0]
 SUSTAINED_TARGET_SECONDS = 30.0
 QUICK_SUSTAINED_RATES = [2_000.0, 4_000.0]
 QUICK_SUSTAINED_SECONDS = 1.0
+SUSTAINED_RESOLUTION = 2_500
 SUSTAINED_TARGET_RATIO = 0.45
 KEEP_UP_SHARE = 0.97  # delivered at least this share of the offered rate...
 KEEP_UP_LAG = 1.0  # ...and the last event arrived less than this many seconds after its ack
@@ -275,8 +278,10 @@ async def sustained(args: argparse.Namespace) -> dict[str, Any]:
     rates = sorted(args.sustained_rates or (QUICK_SUSTAINED_RATES if args.quick
                                             else SUSTAINED_RATES))
     ingest_events = args.events or (QUICK_EVENTS if args.quick else DEFAULT_EVENTS)
+    resolution = args.sustained_resolution
     print(f"e2e sustained: the producer paced at {', '.join(f'{r:,.0f}' for r in rates)} "
-          f"events/s, {seconds:g} s each, deliveries of {BATCH}, {args.producers} producer(s); "
+          f"events/s (then halving the gap at the edge down to {resolution:,.0f}/s), "
+          f"{seconds:g} s each, deliveries of {BATCH}, {args.producers} producer(s); "
           f"the best rate confirmed over {rounds} rounds; bare ingest {ingest_events:,} events "
           f"after every daemon round; {common.loop_name()} loop; {common.machine()}",
           flush=True)
@@ -307,12 +312,20 @@ async def sustained(args: argparse.Namespace) -> dict[str, Any]:
             if not await one(receiver, rate):
                 break
             passed.append(rate)
-        if not passed:  # not even the lowest: halve until one keeps up
-            rate = rates[0] / 2
-            while rate >= 500 and not passed:
-                if await one(receiver, rate):
-                    passed.append(rate)
-                rate /= 2
+        # Narrow the gap between the highest rate that kept up (0 if none) and the
+        # lowest that did not, by halves, down to the resolution.
+        failed = [rate for rate in rates if rate not in passed][:1]
+        if failed:
+            low, high = (passed[-1] if passed else 0.0), failed[0]
+            while high - low > resolution:
+                middle = round((low + high) / 2 / 250) * 250
+                if middle in (low, high):
+                    break
+                if await one(receiver, middle):
+                    passed.append(middle)
+                    low = middle
+                else:
+                    high = middle
         confirmed: float | None = None
         for rate in sorted(passed, reverse=True):
             while len(tried[rate]) < rounds:
@@ -387,6 +400,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--sustained-rates", type=float, nargs="+",
                         help="rates tried by --sustained (default 15000 20000 25000 30000; "
                         "quick 2000 4000)")
+    parser.add_argument("--sustained-resolution", type=float, default=SUSTAINED_RESOLUTION,
+                        help="narrow the edge between the highest rate that kept up and the "
+                        f"lowest that did not down to this (default {SUSTAINED_RESOLUTION:,})")
     parser.add_argument("--sustained-seconds", type=float,
                         help=f"seconds per --sustained round (default "
                         f"{SUSTAINED_TARGET_SECONDS:g}; quick {QUICK_SUSTAINED_SECONDS:g})")

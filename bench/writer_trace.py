@@ -1,13 +1,15 @@
 """Diagnostic: time the daemon's write transactions and its courier's store waits.
 
     python bench/writer_trace.py [--events 100000] [--rate R] [--window 4096]
+                                 [--maximum-events 100] [--concurrency 1] [--uvloop]
 
 Runs a burst like bench/e2e.py (one webhook, deliveries of 100, the receiver on
 127.0.0.1) but with the daemon started through this file, which wraps
 ``Store._transaction`` and the courier's ``_form`` / ``_write`` with timers before
 calling the real ``webhookd serve`` code. It prints, for the time the producer was
 sending and for the time after: the number and size of the writer's transactions and
-how long the courier waited for its two commits per delivery.
+how long the courier waited for its two commits per delivery. ``--maximum-events 1
+--concurrency 16`` traces the unbatched benchmark's webhook instead.
 
 It relies on private names of webhookd (``Store._transaction``, ``Courier._form``,
 ``Courier._write``); it is not part of ``bench/run.py`` and may need updating when
@@ -37,7 +39,7 @@ def read_lines(path: Path) -> list[str]:
     return path.read_text().splitlines()
 
 
-def serve_traced(config: str, out: str) -> None:
+def serve_traced(config: str, out: str, use_uvloop: bool = False) -> None:
     """The child: ``webhookd serve`` with timers around the writer and the courier."""
     import atexit
 
@@ -85,7 +87,7 @@ def serve_traced(config: str, out: str) -> None:
     atexit.register(dump)
     settings = load_config(config)
     logs.configure(settings.daemon.log_format, settings.daemon.log_level)
-    run(settings)
+    run(settings, use_uvloop=use_uvloop)
 
 
 def _summary(label: str, rows: list[tuple[float, float, int]], with_ops: bool) -> None:
@@ -105,12 +107,15 @@ async def trace(args: argparse.Namespace) -> None:
     with common.running_receiver() as receiver:
         path = "/trace"
         webhook = {"name": "bench", "url": receiver.url(path), "events": ["order_*"],
-                   "maximum_events": 100}
+                   "maximum_events": args.maximum_events, "concurrency": args.concurrency}
         daemon = common.Daemon([webhook], log_level="warning", keep=args.keep)
         out = daemon.dir / "trace.txt"
+        command = [sys.executable, THIS_FILE, "--serve", str(daemon.config), str(out)]
+        if args.uvloop:
+            command[1:1] = common.UVLOOP_PYTHON_FLAGS
+            command.append("--uvloop")
         try:
-            await daemon.start([sys.executable, THIS_FILE, "--serve", str(daemon.config),
-                                str(out)])
+            await daemon.start(command)
             produced = await common.produce(daemon.socket_path, args.events, 1,
                                             rate=args.rate, window=args.window)
             answer = await receiver.wait(path, args.events, 300.0)
@@ -130,7 +135,7 @@ async def trace(args: argparse.Namespace) -> None:
     phases = [("while the producer was sending", produced.started, produced.finished),
               ("after the last ack", produced.finished, end)]
     for label, start, stop in phases:
-        print(label + ":")
+        print(f"{label} ({stop - start:.2f}s):")
         for kind, name in (("tx", "writer transactions"),
                            ("form", "courier: form a delivery (waits for its commit)"),
                            ("record", "courier: record an attempt (waits for its commit)")):
@@ -138,14 +143,19 @@ async def trace(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) == 4 and sys.argv[1] == "--serve":
-        serve_traced(sys.argv[2], sys.argv[3])
+    if len(sys.argv) in (4, 5) and sys.argv[1] == "--serve":
+        serve_traced(sys.argv[2], sys.argv[3], sys.argv[4:] == ["--uvloop"])
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--rate", type=float, help="pace the producer (events/s)")
     parser.add_argument("--window", type=int, default=4096,
                         help="producer lines in flight (default 4096)")
+    parser.add_argument("--maximum-events", type=int, default=100,
+                        help="the webhook's maximum_events (default 100)")
+    parser.add_argument("--concurrency", type=int, default=1,
+                        help="the webhook's concurrency (default 1)")
+    parser.add_argument("--uvloop", action="store_true", help="the daemon on uvloop")
     parser.add_argument("--keep", action="store_true")
     asyncio.run(trace(parser.parse_args()))
 
