@@ -159,7 +159,19 @@ class Courier:
             await self._linger()
             if self._stopping.is_set():
                 return None
-            return await self._form()
+            delivery = self._cut()
+            form = self.store.form_delivery_op(delivery, time.time(), self.webhook.shaped)
+            # Queued in cut order, so commits keep that order; awaiting the commit outside
+            # the lock lets the other slots cut theirs into the same transaction.
+            committed = self.store.submit(form)
+        try:
+            await committed
+            return delivery
+        except StoreUnavailable:
+            if await self._write(form, "form"):
+                return delivery
+        self.window.put_back(delivery.events)  # not stored: still queued in SQLite
+        return None
 
     async def _linger(self) -> None:
         webhook = self.webhook
@@ -180,14 +192,6 @@ class Courier:
     def _cut(self) -> Delivery:
         events = self.window.take(self.webhook.maximum_events, self.webhook.maximum_size)
         return Delivery(new_id("msg_", time.time()), self.webhook_id, events)
-
-    async def _form(self) -> Delivery | None:
-        delivery = self._cut()
-        form = self.store.form_delivery_op(delivery, time.time(), self.webhook.shaped)
-        if await self._write(form, "form"):
-            return delivery
-        self.window.put_back(delivery.events)  # not stored: still queued in SQLite
-        return None
 
     # -- one delivery ------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import stat
 import time
 from collections import deque
 from pathlib import Path
+from typing import cast
 
 import structlog
 
@@ -53,8 +54,8 @@ class IngestConnection(asyncio.Protocol):
     # -- asyncio callbacks ---------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # Not an isinstance check: uvloop's transports are not asyncio.Transport subclasses.
+        self.transport = cast(asyncio.Transport, transport)
         self.server.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
