@@ -270,12 +270,10 @@ def _toml(value: Any) -> str:
 # the bare ingest baseline and the benchmark's own process (producer, bare POST loops)
 # then run on uvloop; the receiver always runs on the default loop (the fixed endpoint).
 UVLOOP = False
-# ``webhookd serve --uvloop`` at 5b27734 drops every ingest connection:
-# ``IngestConnection.connection_made`` (webhookd/ingest.py:56) asserts
-# ``isinstance(transport, asyncio.Transport)``, and uvloop's UnixTransport is not one.
-# Until that is fixed the uvloop daemon runs under ``python -O`` (no asserts; the others
-# in webhookd are None checks). Make this ``[]`` once it is.
-UVLOOP_PYTHON_FLAGS = ["-O"]
+# Extra interpreter flags for the uvloop daemon. Until commit after f40a288 it needed
+# ``-O`` (an isinstance assert in IngestConnection.connection_made rejected uvloop's
+# transports); that is fixed, so none are needed.
+UVLOOP_PYTHON_FLAGS: list[str] = []
 
 
 def uvloop_available() -> bool:
