@@ -508,16 +508,12 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    common.common_arguments(parser)
+    parser = common.parser(__doc__)
     parser.add_argument("--backlog", type=int,
                         help=f"events pending for the dead endpoint (default {DEFAULT_BACKLOG:,}, "
                         f"quick {QUICK_BACKLOG:,})")
     args = parser.parse_args(argv)
-    common.use_uvloop(args.uvloop)
-    figures: dict[str, Any] = common.run(bench(args))
-    common.write_json(args.json, "backlog" + ("_uvloop" if args.uvloop else ""), figures)
-    return figures
+    return common.finish(args, "backlog", bench(args))
 
 
 if __name__ == "__main__":

@@ -589,3 +589,18 @@ def write_json(path: Path | None, name: str, figures: dict[str, Any]) -> None:
         existing = orjson.loads(path.read_bytes())
     existing[name] = figures
     path.write_bytes(orjson.dumps(existing, option=orjson.OPT_INDENT_2))
+
+
+def parser(doc: str | None) -> argparse.ArgumentParser:
+    """A script's argument parser with the options every benchmark takes."""
+    made = argparse.ArgumentParser(description=(doc or "").split("\n")[0])
+    common_arguments(made)
+    return made
+
+
+def finish(args: argparse.Namespace, name: str, benchmark: Any) -> dict[str, Any]:
+    """Run a script's benchmark coroutine on the chosen loop and write its JSON."""
+    use_uvloop(args.uvloop)
+    figures: dict[str, Any] = run(benchmark)
+    write_json(args.json, name + ("_uvloop" if args.uvloop else ""), figures)
+    return figures

@@ -385,8 +385,7 @@ async def sustained(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    common.common_arguments(parser)
+    parser = common.parser(__doc__)
     parser.add_argument("--producers", type=int, default=1,
                         help="producer connections (default 1)")
     parser.add_argument("--rate", type=float, nargs="*", default=DEFAULT_RATES,
@@ -407,15 +406,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help=f"seconds per --sustained round (default "
                         f"{SUSTAINED_TARGET_SECONDS:g}; quick {QUICK_SUSTAINED_SECONDS:g})")
     args = parser.parse_args(argv)
-    common.use_uvloop(args.uvloop)
-    suffix = "_uvloop" if args.uvloop else ""
     if args.sustained:
-        figures: dict[str, Any] = common.run(sustained(args))
-        common.write_json(args.json, "e2e_sustained" + suffix, figures)
-        return figures
-    figures = common.run(bench(args))
-    common.write_json(args.json, "e2e" + suffix, figures)
-    return figures
+        return common.finish(args, "e2e_sustained", sustained(args))
+    return common.finish(args, "e2e", bench(args))
 
 
 if __name__ == "__main__":

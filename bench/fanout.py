@@ -158,15 +158,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    common.common_arguments(parser)
+    parser = common.parser(__doc__)
     parser.add_argument("--webhooks", type=int, default=WEBHOOKS,
                         help=f"webhooks subscribed to the stream (default {WEBHOOKS})")
     args = parser.parse_args(argv)
-    common.use_uvloop(args.uvloop)
-    figures: dict[str, Any] = common.run(bench(args))
-    common.write_json(args.json, "fanout" + ("_uvloop" if args.uvloop else ""), figures)
-    return figures
+    return common.finish(args, "fanout", bench(args))
 
 
 if __name__ == "__main__":

@@ -108,15 +108,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    common.common_arguments(parser)
+    parser = common.parser(__doc__)
     parser.add_argument("--producers", type=int, nargs="+", default=[1, 8],
                         help="producer connections; one run per value (default: 1 8)")
     args = parser.parse_args(argv)
-    common.use_uvloop(args.uvloop)
-    figures: dict[str, Any] = common.run(bench(args))
-    common.write_json(args.json, "ingest" + ("_uvloop" if args.uvloop else ""), figures)
-    return figures
+    return common.finish(args, "ingest", bench(args))
 
 
 if __name__ == "__main__":

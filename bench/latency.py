@@ -279,8 +279,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    common.common_arguments(parser)
+    parser = common.parser(__doc__)
     parser.add_argument("--rate", type=float, default=DEFAULT_RATE,
                         help=f"events/s (default {DEFAULT_RATE:g})")
     parser.add_argument("--seconds", type=float,
@@ -290,10 +289,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help=f"seconds of events sent first and not counted "
                         f"(default {WARMUP_SECONDS:g})")
     args = parser.parse_args(argv)
-    common.use_uvloop(args.uvloop)
-    figures: dict[str, Any] = common.run(bench(args))
-    common.write_json(args.json, "latency" + ("_uvloop" if args.uvloop else ""), figures)
-    return figures
+    return common.finish(args, "latency", bench(args))
 
 
 if __name__ == "__main__":
