@@ -6,8 +6,9 @@ import asyncio
 import os
 import sqlite3
 import stat
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -128,10 +129,11 @@ async def test_ingest_queue_delivery_attempt_round_trip(tmp_path: Path) -> None:
 async def test_one_failing_op_does_not_undo_the_others(tmp_path: Path) -> None:
     store = await opened(tmp_path / "webhookd.db")
     now = time.time()
-    # Queue three ops before the writer runs so they share one transaction.
-    first = store.submit(store.ingest_op([incoming(1)], now))
-    broken = store.submit(lambda conn: conn.execute("INSERT INTO nowhere VALUES (1)"))
-    last = store.submit(store.ingest_op([incoming(2)], now))
+    # Queue three weighted ops before the writer runs so they share one transaction:
+    # the bare run fails, and the rerun with a savepoint per op undoes the broken one.
+    first = store.submit(store.ingest_op([incoming(1)], now), weight=1)
+    broken = store.submit(lambda conn: conn.execute("INSERT INTO nowhere VALUES (1)"), weight=1)
+    last = store.submit(store.ingest_op([incoming(2)], now), weight=1)
     async with writing(store):
         results = await asyncio.gather(first, broken, last, return_exceptions=True)
     assert isinstance(results[1], sqlite3.OperationalError)
@@ -139,6 +141,35 @@ async def test_one_failing_op_does_not_undo_the_others(tmp_path: Path) -> None:
     assert [a.seq for a in results[2]] == [2]  # type: ignore[union-attr]
     db = sqlite3.connect(tmp_path / "webhookd.db")
     assert db.execute("SELECT count(*) FROM events").fetchone() == (2,)
+    db.close()
+
+
+async def test_a_courier_op_does_not_wait_for_a_whole_ingest_batch(tmp_path: Path) -> None:
+    store = await opened(tmp_path / "webhookd.db")
+    started = threading.Event()
+
+    def slow_ingest(n: int) -> Callable[[sqlite3.Connection], object]:
+        op = store.ingest_op([incoming(n)], time.time())
+
+        def run(conn: sqlite3.Connection) -> object:
+            started.set()
+            time.sleep(0.02)  # on the database thread: stands for a large insert
+            return op(conn)
+
+        return run
+
+    # Ten ops of 100 events fit one transaction (the cap is 1,024 events).
+    ingest = [store.submit(slow_ingest(n), weight=100) for n in range(10)]
+    async with writing(store):
+        await asyncio.to_thread(started.wait, 5)
+        courier = store.submit(lambda conn: conn.execute("SELECT 1").fetchone())
+        assert await courier == (1,)
+        # Committed at the next op boundary, long before the rest of the batch.
+        assert sum(future.done() for future in ingest) <= 3
+        results = await asyncio.gather(*ingest)
+    assert [accepted.seq for result in results for accepted in result] == list(range(1, 11))
+    db = sqlite3.connect(tmp_path / "webhookd.db")
+    assert db.execute("SELECT count(*) FROM events").fetchone() == (10,)
     db.close()
 
 

@@ -269,10 +269,11 @@ class Courier:
         return retry_at
 
     async def _finish(self, record: Attempt) -> Delivery | None:
-        """Record a success and, in the same commit, form the next delivery if it is ready.
+        """Record a success and, in the same commit, form this slot's next delivery.
 
-        The next delivery is sent only after this commit: a crash can then make at most
-        the delivery in flight arrive twice, never an older one after a newer one.
+        One commit per delivery instead of two. The next delivery is sent only after
+        this commit: a crash can then make at most the delivery in flight arrive twice,
+        never an older one after a newer one.
         """
         finished = self.store.attempt_op(record, "delivered", None, replace(self.state))
         if not self._ready_to_cut():
@@ -291,11 +292,19 @@ class Courier:
         return None
 
     def _ready_to_cut(self) -> bool:
+        """Whether a slot may cut now, as :meth:`_next_delivery` would without waiting.
+
+        The window holds the front of the queue, so cutting from it keeps the order.
+        Not while another slot holds the forming lock (it may be refilling the window
+        or lingering, and ids must follow the queue), nor while resumed deliveries wait
+        their turn.
+        """
         webhook = self.webhook
         return (
-            webhook.concurrency == 1
+            not self._forming.locked()
             and not self._redo
             and not self.state.disabled
+            and not self._stopping.is_set()
             and bool(len(self.window))
             and (
                 webhook.linger <= 0

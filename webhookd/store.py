@@ -200,6 +200,9 @@ class Store:
         self._pending: list[Op[Any]] = []
         self._wake = asyncio.Event()
         self._closing = False
+        # A courier or admin op is waiting: the ingest transaction on the database
+        # thread commits at its next op boundary. A plain bool: the GIL orders it.
+        self._urgent = False
         # Only touched on the database thread, inside the writer's transaction.
         self._next_seq = 1
 
@@ -287,6 +290,8 @@ class Store:
             raise StoreUnavailable("the store is closing")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append(Op(run, future, after_commit, weight))
+        if not weight:
+            self._urgent = True
         self._wake.set()
         return future
 
@@ -313,7 +318,9 @@ class Store:
                     if not op.future.done():
                         op.future.set_exception(error)
                 continue
-            for op, (ok, value) in zip(ops, outcomes, strict=True):
+            if len(outcomes) < len(ops):  # cut short for urgent ops: the rest go next
+                self._pending[:0] = ops[len(outcomes) :]
+            for op, (ok, value) in zip(ops, outcomes, strict=False):
                 if op.future.done():  # the waiter was cancelled
                     continue
                 if ok:
@@ -324,23 +331,24 @@ class Store:
                     op.future.set_exception(value)
 
     def _take_batch(self) -> list[Op[Any]]:
-        """Every unweighted op, and weighted (ingest) ops in order up to the cap."""
-        pending = self._pending
-        if sum(op.weight for op in pending) <= MAX_EVENTS_PER_TRANSACTION:
-            self._pending = []
-            return pending
-        taken: list[Op[Any]] = []
-        left: list[Op[Any]] = []
+        """Every waiting unweighted op alone, else ingest ops in order up to the cap.
+
+        Courier and admin ops get a transaction of their own: committed together with
+        ingest ops, they would wait for every insert of the batch.
+        """
+        self._urgent = False
+        light = [op for op in self._pending if op.weight == 0]
+        if light:
+            self._pending = [op for op in self._pending if op.weight != 0]
+            return light
         budget = MAX_EVENTS_PER_TRANSACTION
-        for op in pending:
-            if op.weight == 0:
-                taken.append(op)
-            elif budget > 0 and not left:
-                taken.append(op)
-                budget -= op.weight
-            else:
-                left.append(op)  # keeps ingest ops in arrival order
-        self._pending = left
+        count = 0
+        for op in self._pending:
+            if budget <= 0:
+                break
+            budget -= op.weight
+            count += 1
+        taken, self._pending = self._pending[:count], self._pending[count:]
         return taken
 
     def stop_writer(self) -> None:
@@ -349,22 +357,33 @@ class Store:
         self._wake.set()
 
     def _transaction(self, ops: list[Op[Any]]) -> list[tuple[bool, Any]]:
+        """Run ops in one transaction; return the outcomes of those that ran.
+
+        Ops run bare first. Only when one raises is the transaction rolled back and run
+        again with a savepoint per op, so that the failing op alone is undone; ops are
+        closures over their inputs and can run twice. An ingest batch stops early, at an
+        op boundary, once a courier op is waiting (``_urgent``, set on the loop thread).
+        """
         assert self._writer_db is not None
         conn = self._writer_db._conn
         start_seq = self._next_seq
         outcomes: list[tuple[bool, Any]] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for op in ops:
-                op_seq = self._next_seq
-                conn.execute("SAVEPOINT op")
-                try:
+            try:
+                for op in ops:
                     outcomes.append((True, op.run(conn)))
-                except Exception as exc:  # this op alone is undone
-                    conn.execute("ROLLBACK TO op")
-                    self._next_seq = op_seq
-                    outcomes.append((False, exc))
-                conn.execute("RELEASE op")
+                    if self._urgent and op.weight:
+                        break
+            except Exception:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                self._next_seq = start_seq
+                count = len(outcomes) + 1
+                outcomes = []
+                conn.execute("BEGIN IMMEDIATE")
+                for op in ops[:count]:
+                    outcomes.append(self._isolated(conn, op))
             conn.execute("COMMIT")
         except BaseException:
             self._next_seq = start_seq
@@ -372,6 +391,18 @@ class Store:
                 conn.execute("ROLLBACK")
             raise
         return outcomes
+
+    def _isolated(self, conn: sqlite3.Connection, op: Op[Any]) -> tuple[bool, Any]:
+        op_seq = self._next_seq
+        conn.execute("SAVEPOINT op")
+        try:
+            outcome: tuple[bool, Any] = (True, op.run(conn))
+        except Exception as exc:  # this op alone is undone
+            conn.execute("ROLLBACK TO op")
+            self._next_seq = op_seq
+            outcome = (False, exc)
+        conn.execute("RELEASE op")
+        return outcome
 
     # -- write ops (run on the database thread) ------------------------------------
 
