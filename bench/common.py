@@ -494,25 +494,53 @@ def running_receiver(latency: bool = False) -> Iterator[Receiver]:
 # -- py-spy ------------------------------------------------------------------------------
 
 
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) used so far by each thread of a process."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used: dict[int, float] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return used
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as stat:
+                fields = stat.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        used[int(tid)] = (int(fields[11]) + int(fields[12])) / tick
+    return used
+
+
 class Profiler:
-    """``py-spy record`` attached to a pid for the measured phase only (``--profile DIR``)."""
+    """The daemon's CPU per thread over the measured phase, printed on :meth:`stop`;
+    with ``--profile DIR`` also ``py-spy record`` attached for that phase."""
 
     def __init__(self, out_dir: Path | None, pid: int | None, name: str) -> None:
         self.process: subprocess.Popen[bytes] | None = None
-        if out_dir is None or pid is None:
-            return
-        if shutil.which("py-spy") is None:
+        self.pid, self.name = pid, name
+        self.cpu: dict[str, float] = {}  # loop / threads seconds, after stop()
+        if pid is not None and out_dir is not None and shutil.which("py-spy") is None:
             print("--profile needs py-spy (pip install py-spy)", file=sys.stderr)
-            return
-        out_dir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            ["py-spy", "record", "--pid", str(pid), "--rate", "250", "--nonblocking",
-             "--format", "raw", "--output", str(out_dir / f"{name}.txt"), "--duration", "600"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        time.sleep(0.5)  # let it attach
+        elif pid is not None and out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            self.process = subprocess.Popen(
+                ["py-spy", "record", "--pid", str(pid), "--rate", "250", "--nonblocking",
+                 "--format", "raw", "--output", str(out_dir / f"{name}.txt"),
+                 "--duration", "600"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            time.sleep(0.5)  # let it attach
+        self._before = thread_cpu(pid) if pid is not None else {}
 
     def stop(self) -> None:
+        if self.pid is not None and not self.cpu:
+            after = thread_cpu(self.pid)
+            spent = {tid: used - self._before.get(tid, 0.0) for tid, used in after.items()}
+            loop = spent.pop(self.pid, 0.0)
+            self.cpu = {"loop": loop, "threads": sum(spent.values())}
+            print(f"    {self.name}: daemon CPU {loop:.2f} s on the event loop thread, "
+                  f"{self.cpu['threads']:.2f} s on its other threads (SQLite)", flush=True)
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
             try:

@@ -144,27 +144,35 @@ async def test_one_failing_op_does_not_undo_the_others(tmp_path: Path) -> None:
     db.close()
 
 
-async def test_a_courier_op_does_not_wait_for_a_whole_ingest_batch(tmp_path: Path) -> None:
+def slow_ingest(store: Store, n: int, started: threading.Event) -> Callable[[sqlite3.Connection], object]:
+    op = store.ingest_op([incoming(n)], time.time())
+
+    def run(conn: sqlite3.Connection) -> object:
+        started.set()
+        time.sleep(0.02)  # on the database thread: stands for a large insert
+        return op(conn)
+
+    return run
+
+
+@pytest.mark.parametrize("broken", [False, True])
+async def test_a_courier_op_joins_the_running_transaction(tmp_path: Path, broken: bool) -> None:
+    """An unweighted op runs at the next op boundary and commits there; a failing one
+    is undone alone (the transaction is rerun with savepoints)."""
     store = await opened(tmp_path / "webhookd.db")
     started = threading.Event()
-
-    def slow_ingest(n: int) -> Callable[[sqlite3.Connection], object]:
-        op = store.ingest_op([incoming(n)], time.time())
-
-        def run(conn: sqlite3.Connection) -> object:
-            started.set()
-            time.sleep(0.02)  # on the database thread: stands for a large insert
-            return op(conn)
-
-        return run
-
     # Ten ops of 100 events fit one transaction (the cap is 1,024 events).
-    ingest = [store.submit(slow_ingest(n), weight=100) for n in range(10)]
+    ingest = [store.submit(slow_ingest(store, n, started), weight=100) for n in range(10)]
     async with writing(store):
         await asyncio.to_thread(started.wait, 5)
-        courier = store.submit(lambda conn: conn.execute("SELECT 1").fetchone())
-        assert await courier == (1,)
-        # Committed at the next op boundary, long before the rest of the batch.
+        sql = "INSERT INTO nowhere VALUES (1)" if broken else "SELECT 1"
+        courier = store.submit(lambda conn: conn.execute(sql).fetchone())
+        if broken:
+            with pytest.raises(sqlite3.OperationalError):
+                await courier
+        else:
+            assert await courier == (1,)
+        # Committed with the op that was running, long before the rest of the batch.
         assert sum(future.done() for future in ingest) <= 3
         results = await asyncio.gather(*ingest)
     assert [accepted.seq for result in results for accepted in result] == list(range(1, 11))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,8 @@ T = TypeVar("T")
 # Ingest events per write transaction. Bigger transactions barely speed up ingest but
 # make every courier commit wait longer behind them.
 MAX_EVENTS_PER_TRANSACTION = 1024
+# Events inserted between two looks for urgent (courier) ops waiting on the writer.
+INGEST_CHUNK = 64
 # WAL pages (4 KiB) before the writer checkpoints itself: bounds the WAL at ~80 MB.
 WRITER_CHECKPOINT_PAGES = 20_000
 
@@ -200,9 +203,16 @@ class Store:
         self._pending: list[Op[Any]] = []
         self._wake = asyncio.Event()
         self._closing = False
-        # A courier or admin op is waiting: the ingest transaction on the database
-        # thread commits at its next op boundary. A plain bool: the GIL orders it.
-        self._urgent = False
+        # Courier and admin ops: appended on the loop thread, taken on the database
+        # thread by the running transaction (deque appends and pops are thread-safe).
+        self._urgent: deque[Op[Any]] = deque()
+        # The running transaction's bookkeeping, on the database thread; run_writer
+        # reads it only after the transaction returned or raised.
+        self._ran: list[Op[Any]] = []
+        self._outcomes: list[tuple[bool, Any]] = []
+        self._urgent_ran = 0
+        self._serving = False
+        self._current: Op[Any] | None = None
         # Only touched on the database thread, inside the writer's transaction.
         self._next_seq = 1
 
@@ -285,13 +295,20 @@ class Store:
         after_commit: Callable[[T], None] | None = None,
         weight: int = 0,
     ) -> asyncio.Future[T]:
-        """Queue a write for the next transaction; the future resolves after COMMIT."""
+        """Queue a write for the next transaction; the future resolves after COMMIT.
+
+        ``weight`` is the number of events an ingest op carries. Unweighted ops
+        (couriers, admin) are urgent: a running transaction takes them in between
+        its ingest ops, or between chunks of one, and commits right after.
+        """
         if self._closing:
             raise StoreUnavailable("the store is closing")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append(Op(run, future, after_commit, weight))
-        if not weight:
-            self._urgent = True
+        op = Op(run, future, after_commit, weight)
+        if weight:
+            self._pending.append(op)
+        else:
+            self._urgent.append(op)
         self._wake.set()
         return future
 
@@ -303,7 +320,7 @@ class Store:
         assert self._writer_db is not None
         db = self._writer_db
         while True:
-            if not self._pending:
+            if not self._pending and not self._urgent:
                 if self._closing:
                     return
                 self._wake.clear()
@@ -311,16 +328,17 @@ class Store:
                 continue
             ops = self._take_batch()
             try:
-                outcomes = await _on_thread(db, self._transaction, ops)
+                ran, outcomes = await _on_thread(db, self._transaction, ops)
             except Exception as exc:  # the COMMIT itself failed: nothing was stored
                 error = StoreUnavailable(f"commit failed: {exc}")
-                for op in ops:
+                for op in (*ops, *self._ran):
                     if not op.future.done():
                         op.future.set_exception(error)
                 continue
-            if len(outcomes) < len(ops):  # cut short for urgent ops: the rest go next
-                self._pending[:0] = ops[len(outcomes) :]
-            for op, (ok, value) in zip(ops, outcomes, strict=False):
+            if len(ran) < len(ops) + self._urgent_ran:  # cut short: the rest go next
+                started = set(map(id, ran))
+                self._pending[:0] = [op for op in ops if id(op) not in started]
+            for op, (ok, value) in zip(ran, outcomes, strict=True):
                 if op.future.done():  # the waiter was cancelled
                     continue
                 if ok:
@@ -331,16 +349,7 @@ class Store:
                     op.future.set_exception(value)
 
     def _take_batch(self) -> list[Op[Any]]:
-        """Every waiting unweighted op alone, else ingest ops in order up to the cap.
-
-        Courier and admin ops get a transaction of their own: committed together with
-        ingest ops, they would wait for every insert of the batch.
-        """
-        self._urgent = False
-        light = [op for op in self._pending if op.weight == 0]
-        if light:
-            self._pending = [op for op in self._pending if op.weight != 0]
-            return light
+        """Ingest ops in arrival order up to the cap; urgent ops join on the thread."""
         budget = MAX_EVENTS_PER_TRANSACTION
         count = 0
         for op in self._pending:
@@ -356,41 +365,65 @@ class Store:
         self._closing = True
         self._wake.set()
 
-    def _transaction(self, ops: list[Op[Any]]) -> list[tuple[bool, Any]]:
-        """Run ops in one transaction; return the outcomes of those that ran.
+    # -- the transaction (on the database thread) -----------------------------------
+
+    def _transaction(self, ops: list[Op[Any]]) -> tuple[list[Op[Any]], list[tuple[bool, Any]]]:
+        """Run ops in one transaction; return the ops that ran, in order, and outcomes.
 
         Ops run bare first. Only when one raises is the transaction rolled back and run
         again with a savepoint per op, so that the failing op alone is undone; ops are
-        closures over their inputs and can run twice. An ingest batch stops early, at an
-        op boundary, once a courier op is waiting (``_urgent``, set on the loop thread).
+        closures over their inputs and can run twice. Urgent ops queued meanwhile run
+        at the next op boundary or chunk of an ingest op (:meth:`_serve_urgent`); the
+        transaction then commits without running the rest of ``ops``, which go next.
         """
         assert self._writer_db is not None
         conn = self._writer_db._conn
         start_seq = self._next_seq
-        outcomes: list[tuple[bool, Any]] = []
+        self._ran, self._outcomes, self._urgent_ran = [], [], 0
+        self._serving = True
         conn.execute("BEGIN IMMEDIATE")
         try:
             try:
+                self._serve_urgent(conn)
                 for op in ops:
-                    outcomes.append((True, op.run(conn)))
-                    if self._urgent and op.weight:
+                    if self._urgent_ran:
                         break
+                    self._run(conn, op)
+                    self._serve_urgent(conn)
             except Exception:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 self._next_seq = start_seq
-                count = len(outcomes) + 1
-                outcomes = []
+                assert self._current is not None
+                redo = [*self._ran, self._current]  # in the order they ran, failing op last
+                self._serving = False
                 conn.execute("BEGIN IMMEDIATE")
-                for op in ops[:count]:
-                    outcomes.append(self._isolated(conn, op))
+                self._ran, self._outcomes = redo, [self._isolated(conn, op) for op in redo]
             conn.execute("COMMIT")
         except BaseException:
             self._next_seq = start_seq
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        return outcomes
+        finally:
+            self._serving, self._current = False, None
+        return self._ran, self._outcomes
+
+    def _run(self, conn: sqlite3.Connection, op: Op[Any]) -> None:
+        self._current = op
+        value = op.run(conn)
+        self._ran.append(op)
+        self._outcomes.append((True, value))
+
+    def _serve_urgent(self, conn: sqlite3.Connection) -> None:
+        """Run the urgent ops queued so far inside the running transaction."""
+        if not self._serving:
+            return
+        urgent = self._urgent
+        while urgent:
+            op = urgent.popleft()  # a deque: safe beside appends on the loop thread
+            self._urgent_ran += 1
+            self._run(conn, op)
 
     def _isolated(self, conn: sqlite3.Connection, op: Op[Any]) -> tuple[bool, Any]:
         op_seq = self._next_seq
@@ -424,32 +457,35 @@ class Store:
                     ).fetchall()
                 )
             results: list[Accepted] = []
-            event_rows = []
-            queue_rows: list[tuple[int, int]] = []
-            object_rows = []
             seq = self._next_seq
-            for event in events:
-                if event.producer_id is not None:
-                    original = known.get(event.producer_id)
-                    if original is not None:
-                        results.append(Accepted(original, True))
-                        continue
-                    known[event.producer_id] = seq
-                event_rows.append(
-                    (seq, event.name, event.object_json, event.producer_id,
-                     event.occurred_at, now)
+            for start in range(0, len(events), INGEST_CHUNK):
+                event_rows = []
+                queue_rows: list[tuple[int, int]] = []
+                object_rows = []
+                for event in events[start : start + INGEST_CHUNK]:
+                    if event.producer_id is not None:
+                        original = known.get(event.producer_id)
+                        if original is not None:
+                            results.append(Accepted(original, True))
+                            continue
+                        known[event.producer_id] = seq
+                    event_rows.append(
+                        (seq, event.name, event.object_json, event.producer_id,
+                         event.occurred_at, now)
+                    )
+                    queue_rows.extend((webhook_id, seq) for webhook_id in event.targets)
+                    object_rows.append((event.payload_key, event.identity, seq))
+                    results.append(Accepted(seq, False))
+                    seq += 1
+                conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", event_rows)
+                conn.executemany("INSERT INTO queue VALUES (?, ?)", queue_rows)
+                conn.executemany(
+                    "INSERT INTO objects VALUES (?, ?, ?) ON CONFLICT (payload_key, identity) "
+                    "DO UPDATE SET seq = excluded.seq",
+                    object_rows,
                 )
-                queue_rows.extend((webhook_id, seq) for webhook_id in event.targets)
-                object_rows.append((event.payload_key, event.identity, seq))
-                results.append(Accepted(seq, False))
-                seq += 1
-            conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", event_rows)
-            conn.executemany("INSERT INTO queue VALUES (?, ?)", queue_rows)
-            conn.executemany(
-                "INSERT INTO objects VALUES (?, ?, ?) ON CONFLICT (payload_key, identity) "
-                "DO UPDATE SET seq = excluded.seq",
-                object_rows,
-            )
+                self._next_seq = seq  # urgent ops never take seqs; kept exact anyway
+                self._serve_urgent(conn)
             self._next_seq = seq
             return results
 
