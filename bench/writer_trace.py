@@ -5,14 +5,15 @@
 
 Runs a burst like bench/e2e.py (one webhook, deliveries of 100, the receiver on
 127.0.0.1) but with the daemon started through this file, which wraps
-``Store._transaction`` and the courier's ``_form`` / ``_write`` with timers before
+``Store._transaction``, ``Sender.post`` and the courier's ``_next_delivery`` /
+``_write`` with timers before
 calling the real ``webhookd serve`` code. It prints, for the time the producer was
 sending and for the time after: the number and size of the writer's transactions and
-how long the courier waited for its two commits per delivery. ``--maximum-events 1
+how long the courier waited for its commits and its POSTs. ``--maximum-events 1
 --concurrency 16`` traces the unbatched benchmark's webhook instead.
 
-It relies on private names of webhookd (``Store._transaction``, ``Courier._form``,
-``Courier._write``); it is not part of ``bench/run.py`` and may need updating when
+It relies on private names of webhookd (``Store._transaction``,
+``Courier._next_delivery``, ``Courier._write``); it is not part of ``bench/run.py`` and may need updating when
 those change. Nothing in webhookd is modified: the wrapping happens in the child
 process only.
 """
@@ -43,7 +44,7 @@ def serve_traced(config: str, out: str, use_uvloop: bool = False) -> None:
     """The child: ``webhookd serve`` with timers around the writer and the courier."""
     import atexit
 
-    from webhookd import delivery, logs, store
+    from webhookd import delivery, logs, sender, store
     from webhookd.server import run
     from webhookd.settings import load_config
 
@@ -52,13 +53,16 @@ def serve_traced(config: str, out: str, use_uvloop: bool = False) -> None:
 
     def timed_transaction(self: Any, ops: list[Any]) -> Any:
         started = time.monotonic()
+        ran: list[Any] = []
         try:
-            return transaction(self, ops)
+            ran, outcomes = transaction(self, ops)
+            return ran, outcomes
         finally:
-            records.append(f"tx {started:.6f} {time.monotonic() - started:.6f} {len(ops)}")
+            records.append(f"tx {started:.6f} {time.monotonic() - started:.6f} {len(ran)}")
 
-    form = delivery.Courier._form
+    form = delivery.Courier._next_delivery
     write = delivery.Courier._write
+    post = sender.Sender.post
 
     async def timed_form(self: Any) -> Any:
         started = time.monotonic()
@@ -66,6 +70,13 @@ def serve_traced(config: str, out: str, use_uvloop: bool = False) -> None:
             return await form(self)
         finally:
             records.append(f"form {started:.6f} {time.monotonic() - started:.6f}")
+
+    async def timed_post(self: Any, *args: Any) -> Any:
+        started = time.monotonic()
+        try:
+            return await post(self, *args)
+        finally:
+            records.append(f"post {started:.6f} {time.monotonic() - started:.6f}")
 
     async def timed_write(self: Any, run: Any, what: str) -> bool:
         # Every courier commit but the forming one goes through _write ("record", ...).
@@ -78,7 +89,8 @@ def serve_traced(config: str, out: str, use_uvloop: bool = False) -> None:
                 records.append(f"record {started:.6f} {time.monotonic() - started:.6f}")
 
     store.Store._transaction = timed_transaction  # type: ignore[method-assign]
-    delivery.Courier._form = timed_form  # type: ignore[method-assign]
+    delivery.Courier._next_delivery = timed_form  # type: ignore[method-assign]
+    sender.Sender.post = timed_post  # type: ignore[method-assign]
     delivery.Courier._write = timed_write  # type: ignore[method-assign]
 
     def dump() -> None:
@@ -126,7 +138,8 @@ async def trace(args: argparse.Namespace) -> None:
     end = answer["reached_at"]
     print(f"{args.events:,} events: acked in {produced.seconds:.2f}s ({produced.rate:,.0f}/s), "
           f"all delivered after {end - produced.started:.2f}s")
-    parsed: dict[str, list[tuple[float, float, int]]] = {"tx": [], "form": [], "record": []}
+    parsed: dict[str, list[tuple[float, float, int]]] = {
+        "tx": [], "form": [], "record": [], "post": []}
     for line in lines:
         parts = line.split()
         if len(parts) >= 3:
@@ -137,8 +150,9 @@ async def trace(args: argparse.Namespace) -> None:
     for label, start, stop in phases:
         print(f"{label} ({stop - start:.2f}s):")
         for kind, name in (("tx", "writer transactions"),
-                           ("form", "courier: form a delivery (waits for its commit)"),
-                           ("record", "courier: record an attempt (waits for its commit)")):
+                           ("form", "courier: wait for a delivery to form (and commit)"),
+                           ("post", "courier: POST"),
+                           ("record", "courier: record an attempt (and form the next)")):
             _summary(name, [r for r in parsed[kind] if start <= r[0] < stop], kind == "tx")
 
 
