@@ -15,6 +15,7 @@ from typing import Protocol
 
 from webhookd.catalogue import EVENTS
 from webhookd.filters import Pattern, matches
+from webhookd.intake import parsed_object
 from webhookd.model import Accepted, Incoming, QueuedEvent, element
 
 
@@ -70,8 +71,9 @@ class Bus:
             return ()
         if not route.filtered:
             return route.always
+        obj = parsed_object(event)  # LineError when orjson cannot read it
         return route.always + tuple(
-            webhook_id for webhook_id, pattern in route.filtered if matches(pattern, event.obj)
+            webhook_id for webhook_id, pattern in route.filtered if matches(pattern, obj)
         )
 
     def publish(

@@ -111,6 +111,7 @@ class IngestConnection(asyncio.Protocol):
     def _lines_received(self, lines: list[bytes]) -> None:
         limit = self.server.max_event_size
         shutting_down = self.server.shutting_down
+        bus = self.server.bus
         batch: list[Incoming] = []
         slots: list[_Reply] = []
         replies = self._replies
@@ -125,9 +126,13 @@ class IngestConnection(asyncio.Protocol):
                 continue
             try:
                 event = parse_line(line)
+                event.targets = bus.targets(event)
             except LineError as exc:
                 replies.append(_Reply(error_reply(exc.code, exc.detail)))
                 continue
+            # The parsed object (if a filter needed it) is dropped now: thousands of
+            # them held until the commit cost memory and long garbage collections.
+            event.obj = None
             slot = _Reply()
             replies.append(slot)
             batch.append(event)
@@ -139,11 +144,6 @@ class IngestConnection(asyncio.Protocol):
     def _commit(self, batch: list[Incoming], slots: list[_Reply]) -> None:
         server = self.server
         bus = server.bus
-        for event in batch:
-            event.targets = bus.targets(event)
-            # The parsed object was needed for filters only; holding thousands of them
-            # until the commit costs memory and long garbage collections.
-            event.obj = None
         now = time.time()
         self._unanswered += len(batch)
         self._update_reading()

@@ -19,7 +19,12 @@ def shape(webhook: Webhook, event: QueuedEvent) -> QueuedEvent:
     """The event as ``webhook`` receives it (the same object when nothing changes)."""
     if not webhook.shaped:
         return event
-    ((name, obj),) = orjson.loads(event.element).items()
+    try:
+        ((name, obj),) = orjson.loads(event.element).items()
+    except orjson.JSONDecodeError:
+        # Valid JSON that orjson cannot hold (a number beyond a double's range,
+        # nesting over 1,024): delivered as the producer sent it.
+        return event
     key = EVENTS[name].payload_key
     obj = downgrade(obj, key, webhook.version_steps)
     tree = webhook.expansions.get(key)
