@@ -19,7 +19,7 @@ from functools import partial
 
 import structlog
 
-from webhookd.model import Attempt, Delivery, QueuedEvent, WebhookState, new_id
+from webhookd.model import Attempt, Delivery, QueuedEvent, WebhookState, body, new_id
 from webhookd.payload import shape
 from webhookd.retry import next_delay, retry_after_for
 from webhookd.sender import Outcome, Sender
@@ -191,7 +191,9 @@ class Courier:
 
     def _cut(self) -> Delivery:
         events = self.window.take(self.webhook.maximum_events, self.webhook.maximum_size)
-        return Delivery(new_id("msg_", time.time()), self.webhook_id, events)
+        # The body is built once, here: forming stores its size and the POST sends it.
+        return Delivery(new_id("msg_", time.time()), self.webhook_id, events,
+                        stored_body=body([event.element for event in events]))
 
     # -- one delivery ------------------------------------------------------------------
 

@@ -67,7 +67,8 @@ class Delivery:
     events: tuple[QueuedEvent, ...]
     attempts: int = 0
     next_attempt_at: float | None = None  # a retry wait in progress (survives restarts)
-    # The exact body when it cannot be rebuilt from the stored events (shaped objects).
+    # The exact body when known: built once when the delivery is cut, and read back
+    # after a restart for shaped objects, which the stored events would not rebuild.
     stored_body: bytes | None = None
 
     @property
