@@ -94,3 +94,9 @@ def test_an_object_orjson_cannot_hold_is_accepted_but_not_filtered_or_shaped() -
     (webhook,) = settings.webhooks
     queued = QueuedEvent(1, 0.0, element(event.name, event.object_json))
     assert shape(webhook, queued) is queued  # delivered as the producer sent it
+    deep = parse_line(
+        b'{"event":"order_create","object":{"order_id":"A","deep":' + b"[" * 300
+        + b"]" * 300 + b"}}"
+    )
+    queued = QueuedEvent(2, 0.0, element(deep.name, deep.object_json))
+    assert shape(webhook, queued) is queued
