@@ -296,13 +296,10 @@ async def build(state: State, backlog: int, args: argparse.Namespace) -> dict[st
     state.watch = MemoryWatch(daemon.process.pid, "built the backlog", "idle after start")
     await asyncio.sleep(0.5)
     state.watch.set_phase("build: ingest")
-    profiler = common.Profiler(args.profile, daemon.process.pid, "backlog-build")
-    try:
+    with common.Profiler(args.profile, daemon.process.pid, "backlog-build"):
         produced = await common.produce(daemon.socket_path, backlog, limit=_limit(backlog))
         state.watch.set_phase("build: healthy drains")
         answer = await state.receiver.wait(HEALTHY_PATH, backlog, _limit(backlog))
-    finally:
-        profiler.stop()
     if produced.errors:
         raise RuntimeError(f"webhookd answered {produced.errors} errors")
     state.next_number = backlog
@@ -333,10 +330,8 @@ async def fresh_round(receiver: common.Receiver, events: int, tag: str,
         daemon.spawn()
         ready = await wait_ready(daemon, spawned_at)
         assert daemon.process is not None
-        try:
+        with daemon.explained(f"fresh round {tag} failed"):
             result = await burst(daemon, receiver, path, 0, events, 0)
-        except Exception as exc:
-            raise RuntimeError(f"fresh round {tag} failed: {daemon.explain()}") from exc
         hwm = mb(proc_status(daemon.process.pid).get("VmHWM", 0))
     finally:
         daemon.stop()
@@ -346,7 +341,7 @@ async def fresh_round(receiver: common.Receiver, events: int, tag: str,
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     backlog = args.backlog or (QUICK_BACKLOG if args.quick else DEFAULT_BACKLOG)
     events = args.events or (QUICK_EVENTS if args.quick else DEFAULT_EVENTS)
-    rounds = args.rounds or (1 if args.quick else 3)
+    rounds = common.rounds(args)
     print(f"backlog: {backlog:,} events of {common.EVENT_SIZE} bytes pending for a dead "
           f"endpoint beside a healthy webhook (deliveries of {BATCH}); healthy throughput "
           f"over {events:,} events, {rounds} interleaved rounds, {common.loop_name()} loop; "
@@ -368,10 +363,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                                    keep=args.keep)
             state = State(daemon, receiver, port)
             try:
-                try:
+                with daemon.explained("building the backlog failed"):
                     built = await build(state, backlog, args)
-                except Exception as exc:
-                    raise RuntimeError(f"building the backlog failed: {daemon.explain()}") from exc
                 print(f"  build: {backlog:,} events acked in {built['ack_seconds']:.1f}s "
                       f"({built['ack_rate']:,.0f}/s); healthy caught up after "
                       f"{built['healthy_caught_up_seconds']:.1f}s; pending: dead "
@@ -380,15 +373,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 for number in range(1, rounds + 1):
                     assert state.watch is not None and daemon.process is not None
                     state.watch.set_phase(f"round {number}: healthy burst")
-                    profiler = common.Profiler(args.profile, daemon.process.pid,
-                                               f"backlog-round{number}")
-                    try:
+                    with (common.Profiler(args.profile, daemon.process.pid,
+                                          f"backlog-round{number}"),
+                          daemon.explained(f"round {number} failed")):
                         with_backlog = await burst(daemon, receiver, HEALTHY_PATH,
                                                    state.next_number, events, state.delivered)
-                    except Exception as exc:
-                        raise RuntimeError(f"round {number} failed: {daemon.explain()}") from exc
-                    finally:
-                        profiler.stop()
                     state.next_number += events
                     state.delivered += events
                     state.watch.set_phase("idle with backlog")
@@ -415,10 +404,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                           f"VmHWM {hwm:.1f} MB; empty database ready in {fresh_ready.both:.2f}s",
                           flush=True)
 
-                    try:
+                    with daemon.explained(f"restart {number} failed"):
                         restarted = await restart(state)
-                    except Exception as exc:
-                        raise RuntimeError(f"restart {number} failed: {daemon.explain()}") from exc
                     for key, value in restarted.items():
                         series[key].append(value)
                     print(f"  round {number}: restart with the backlog: ready in "
@@ -458,9 +445,6 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "seconds": time.monotonic() - started,
     }
 
-    def met(ok: bool) -> str:
-        return "met" if ok else "NOT met"
-
     def values(key: str, form: str) -> str:
         return " / ".join(format(v, form) for v in series[key])
 
@@ -468,14 +452,15 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     common.print_table(["measure", "value", "rounds / detail", "target"], [
         ["peak RSS of the daemon holding the backlog (VmHWM)", f"{peak:.1f} MB",
          " / ".join(f"{p['vmhwm_mb']:.1f}" for p in state.processes) + " MB (per process)",
-         f"<= {RSS_TARGET_MB:.0f} MB: {met(figures['rss_target_met'])}"],
+         f"<= {RSS_TARGET_MB:.0f} MB: {common.met(figures['rss_target_met'])}"],
         ["  reference: VmHWM of a fresh daemon, healthy webhook only",
          f"{medians['fresh_vmhwm_mb']:.1f} MB", values("fresh_vmhwm_mb", ".1f") + " MB", ""],
         ["healthy ev/s with the backlog", common.fmt_rate(medians["with_backlog"]),
          values("with_backlog", ",.0f"), ""],
         ["healthy ev/s alone (fresh daemon)", common.fmt_rate(medians["without"]),
          values("without", ",.0f"), ""],
-        ["  ratio", f"{ratio:.2f}x", "", f">= {RATIO_TARGET}: {met(figures['ratio_target_met'])}"],
+        ["  ratio", f"{ratio:.2f}x", "",
+         f">= {RATIO_TARGET}: {common.met(figures['ratio_target_met'])}"],
         ["  same runs, acks: with / alone",
          f"{medians['with_backlog_ack']:,.0f} / {medians['without_ack']:,.0f}",
          values("with_backlog_ack", ",.0f") + " | " + values("without_ack", ",.0f"), ""],
@@ -484,7 +469,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
          values("with_backlog_drain", ",.0f") + " | " + values("without_drain", ",.0f"), ""],
         ["restart with the backlog: Popen -> ingest + admin ready",
          f"{medians['ready']:.2f} s", values("ready", ".2f") + " s",
-         f"<= {READY_TARGET_S:.0f} s: {met(figures['ready_target_met'])}"],
+         f"<= {READY_TARGET_S:.0f} s: {common.met(figures['ready_target_met'])}"],
         ["  Popen -> ingest accepts / admin /healthz 200",
          f"{medians['ready_ingest']:.2f} / {medians['ready_admin']:.2f} s",
          values("ready_ingest", ".2f") + " | " + values("ready_admin", ".2f"), ""],
@@ -502,8 +487,6 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             for phase, value in process["phases_mb"].items()))
     print(f"dead webhook pending at the end: {dead_pending:,}; "
           f"took {figures['seconds']:.0f}s")
-    if args.quick:
-        print("(--quick: smoke run, the figures mean nothing)")
     return figures
 
 

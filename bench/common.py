@@ -20,11 +20,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import aiohttp
 import orjson
@@ -305,7 +306,29 @@ def run(main: Any) -> Any:
     return asyncio.run(main)
 
 
-class Daemon:
+class _Started:
+    """``async with``: :meth:`start` on entering (and :meth:`stop` if that fails),
+    :meth:`stop` on leaving."""
+
+    async def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        try:
+            return await self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                        traceback: TracebackType | None) -> None:
+        self.stop()
+
+
+class Daemon(_Started):
     """``python -m webhookd serve --config X`` in a fresh directory (``--uvloop`` too when
     the script was given ``--uvloop``)."""
 
@@ -342,7 +365,7 @@ class Daemon:
             )
         return self.process
 
-    async def start(self, command: Sequence[str] | None = None) -> Daemon:
+    async def start(self, command: Sequence[str] | None = None) -> Self:
         """Spawn (``command`` instead of ``webhookd serve`` if given), then wait until
         the ingest socket accepts (SPEC §6: ready)."""
         await wait_socket(self.socket_path, self.spawn(command), "webhookd")
@@ -368,6 +391,14 @@ class Daemon:
         why = " (0: it was told to stop, by SIGTERM/SIGINT)" if code == 0 else ""
         return f"webhookd exited with code {code}{why}; log tail:\n{self.log_tail()}"
 
+    @contextmanager
+    def explained(self, failed: str) -> Iterator[None]:
+        """Any error of the block becomes ``RuntimeError(f"{failed}: {self.explain()}")``."""
+        try:
+            yield
+        except Exception as exc:
+            raise RuntimeError(f"{failed}: {self.explain()}") from exc
+
     def log_tail(self, lines: int = 20) -> str:
         try:
             text = self.log_path.read_text(errors="replace")
@@ -383,7 +414,7 @@ class Daemon:
             return 0
 
 
-class Baseline:
+class Baseline(_Started):
     """The bare-library ingest loop of ``bench/baseline.py`` in a fresh directory."""
 
     def __init__(self, keep: bool = False, uvloop: bool | None = None) -> None:
@@ -401,7 +432,7 @@ class Baseline:
         self.process = subprocess.Popen(command)
         return self.process
 
-    async def start(self) -> Baseline:
+    async def start(self) -> Self:
         await wait_socket(self.socket_path, self.spawn(), "baseline")
         return self
 
@@ -409,6 +440,15 @@ class Baseline:
         stop_process(self.process)
         if not self.keep:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+async def baseline_round(events: int, args: argparse.Namespace, producers: int = 1) -> Produced:
+    """``events`` over ``producers`` connections to a fresh bare-library baseline."""
+    async with Baseline(keep=args.keep) as baseline:
+        produced = await produce(baseline.socket_path, events, producers)
+    if produced.errors:
+        raise RuntimeError(f"the baseline answered {produced.errors} errors")
+    return produced
 
 
 class Receiver:
@@ -436,16 +476,20 @@ class Receiver:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
+    async def _get(self, endpoint: str, params: dict[str, str], limit: float) -> dict[str, Any]:
+        """GET ``endpoint`` of the receiver (at most ``limit`` seconds); its JSON answer."""
+        async with aiohttp.ClientSession() as session:
+            async with session.get(self.url(endpoint), params=params,
+                                   timeout=aiohttp.ClientTimeout(total=limit)) as response:
+                answer: dict[str, Any] = orjson.loads(await response.read())
+        return answer
+
     async def wait(self, path: str, target: int, limit: float) -> dict[str, Any]:
         """Until ``path`` has counted ``target`` events (at most ``limit`` seconds):
         {"events", "requests", "reached_at"}."""
-        async with aiohttp.ClientSession() as session:
-            async with session.get(
-                self.url("/_wait"),
-                params={"path": path, "target": str(target), "timeout": str(limit)},
-                timeout=aiohttp.ClientTimeout(total=limit + 10),
-            ) as response:
-                answer: dict[str, Any] = orjson.loads(await response.read())
+        answer = await self._get(
+            "/_wait", {"path": path, "target": str(target), "timeout": str(limit)}, limit + 10
+        )
         if answer["events"] < target:
             raise TimeoutError(
                 f"receiver {path}: {answer['events']} of {target} events after {limit}s"
@@ -454,28 +498,17 @@ class Receiver:
 
     async def count(self, path: str) -> int:
         """Events counted so far under ``path``."""
-        async with aiohttp.ClientSession() as session:
-            async with session.get(self.url("/_count"), params={"path": path},
-                                   timeout=aiohttp.ClientTimeout(total=30)) as response:
-                answer: dict[str, Any] = orjson.loads(await response.read())
-        return int(answer["events"])
+        return int((await self._get("/_count", {"path": path}, 30))["events"])
 
     async def total(self, prefix: str) -> int:
         """Events counted so far under every path starting with ``prefix`` (one snapshot)."""
-        async with aiohttp.ClientSession() as session:
-            async with session.get(self.url("/_total"), params={"prefix": prefix},
-                                   timeout=aiohttp.ClientTimeout(total=30)) as response:
-                answer: dict[str, Any] = orjson.loads(await response.read())
-        return int(answer["events"])
+        return int((await self._get("/_total", {"prefix": prefix}, 30))["events"])
 
     async def latencies(self, path: str) -> list[float]:
         """(``latency`` mode) For each event received under ``path``, in arrival order:
         the receiver's ``time.monotonic()`` in its handler minus the event object's
         ``bench_sent_at``, in milliseconds."""
-        async with aiohttp.ClientSession() as session:
-            async with session.get(self.url("/_latency"), params={"path": path},
-                                   timeout=aiohttp.ClientTimeout(total=60)) as response:
-                answer: dict[str, Any] = orjson.loads(await response.read())
+        answer = await self._get("/_latency", {"path": path}, 60)
         return [float(value) for value in answer["latencies_ms"]]
 
     def stop(self) -> None:
@@ -514,7 +547,8 @@ def thread_cpu(pid: int) -> dict[int, float]:
 
 class Profiler:
     """The daemon's CPU per thread over the measured phase, printed on :meth:`stop`;
-    with ``--profile DIR`` also ``py-spy record`` attached for that phase."""
+    with ``--profile DIR`` also ``py-spy record`` attached for that phase. As a context
+    manager, the block is the measured phase. A second :meth:`stop` does nothing."""
 
     def __init__(self, out_dir: Path | None, pid: int | None, name: str) -> None:
         self.process: subprocess.Popen[bytes] | None = None
@@ -549,6 +583,27 @@ class Profiler:
                 self.process.kill()
                 self.process.wait(5)
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.stop()
+
+
+@asynccontextmanager
+async def measured_daemon(args: argparse.Namespace, profile: str, failed: str,
+                          webhooks: Sequence[dict[str, Any]] = (),
+                          log_level: str = "warning") -> AsyncIterator[Daemon]:
+    """A fresh daemon with ``webhooks`` (``--keep``), started; the block is its measured
+    phase, under a :class:`Profiler` named ``profile`` (``--profile``). An error of the
+    block becomes ``RuntimeError(f"{failed}: {daemon.explain()}")``. The daemon is
+    stopped on leaving."""
+    async with Daemon(webhooks, log_level=log_level, keep=args.keep) as daemon:
+        assert daemon.process is not None
+        with Profiler(args.profile, daemon.process.pid, profile), daemon.explained(failed):
+            yield daemon
+
 
 # -- figures ---------------------------------------------------------------------------
 
@@ -572,6 +627,11 @@ def met(ok: bool) -> str:
 
 def fmt_rate(value: float) -> str:
     return f"{value:,.0f}"
+
+
+def fmt_rates(values: Sequence[float]) -> str:
+    """The rates of the rounds: ``12,345 / 12,400 / 12,011``."""
+    return " / ".join(fmt_rate(v) for v in values)
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -619,6 +679,11 @@ def write_json(path: Path | None, name: str, figures: dict[str, Any]) -> None:
     path.write_bytes(orjson.dumps(existing, option=orjson.OPT_INDENT_2))
 
 
+def rounds(args: argparse.Namespace) -> int:
+    """``--rounds``: 3 by default, 1 with ``--quick``."""
+    return int(args.rounds or (1 if args.quick else 3))
+
+
 def parser(doc: str | None) -> argparse.ArgumentParser:
     """A script's argument parser with the options every benchmark takes."""
     made = argparse.ArgumentParser(description=(doc or "").split("\n")[0])
@@ -627,8 +692,11 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
 
 
 def finish(args: argparse.Namespace, name: str, benchmark: Any) -> dict[str, Any]:
-    """Run a script's benchmark coroutine on the chosen loop and write its JSON."""
+    """Run a script's benchmark coroutine on the chosen loop (with ``--quick``, then say
+    the figures mean nothing) and write its JSON."""
     use_uvloop(args.uvloop)
     figures: dict[str, Any] = run(benchmark)
+    if args.quick:
+        print("(--quick: smoke run, the figures mean nothing)")
     write_json(args.json, name + ("_uvloop" if args.uvloop else ""), figures)
     return figures

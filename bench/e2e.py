@@ -87,23 +87,16 @@ async def daemon_round(receiver: common.Receiver, events: int, log_level: str,
     path = f"/{tag}"
     webhook = {"name": "bench", "url": receiver.url(path), "events": ["order_*"],
                "maximum_events": BATCH}
-    daemon = common.Daemon([webhook], log_level=log_level, keep=args.keep)
-    try:
-        await daemon.start()
+    async with common.Daemon([webhook], log_level=log_level, keep=args.keep) as daemon:
         assert daemon.process is not None
-        profiler = common.Profiler(args.profile, daemon.process.pid, f"e2e-{tag}")
-        try:
+        # common.measured_daemon, but the log is counted once the profiler has stopped
+        with (common.Profiler(args.profile, daemon.process.pid, f"e2e-{tag}"),
+              daemon.explained(f"webhookd round {tag} failed")):
             produced = await common.produce(daemon.socket_path, events, args.producers,
                                             rate=rate, limit=_wait_timeout(events))
             during = await receiver.count(path)
             answer = await receiver.wait(path, events, _wait_timeout(events))
-        except Exception as exc:
-            raise RuntimeError(f"webhookd round {tag} failed: {daemon.explain()}") from exc
-        finally:
-            profiler.stop()
         log_lines = daemon.log_lines()
-    finally:
-        daemon.stop()
     if produced.errors:
         raise RuntimeError(f"webhookd answered {produced.errors} errors")
     if answer["events"] != events:
@@ -122,15 +115,7 @@ async def daemon_round(receiver: common.Receiver, events: int, log_level: str,
 
 
 async def ingest_round(events: int, args: argparse.Namespace) -> float:
-    baseline = common.Baseline(keep=args.keep)
-    try:
-        await baseline.start()
-        produced = await common.produce(baseline.socket_path, events, args.producers)
-    finally:
-        baseline.stop()
-    if produced.errors:
-        raise RuntimeError(f"the baseline answered {produced.errors} errors")
-    return produced.rate
+    return (await common.baseline_round(events, args, args.producers)).rate
 
 
 async def post_round(receiver: common.Receiver, events: int, tag: str) -> float:
@@ -152,17 +137,13 @@ async def post_round(receiver: common.Receiver, events: int, tag: str) -> float:
     return float(events / (answer["reached_at"] - started))
 
 
-def _rates(values: list[float]) -> str:
-    return " / ".join(common.fmt_rate(v) for v in values)
-
-
 def _sustained_events(rate: float, quick: bool) -> int:
     return QUICK_EVENTS if quick else int(rate * SUSTAINED_SECONDS)
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     events = args.events or (QUICK_EVENTS if args.quick else DEFAULT_EVENTS)
-    rounds = args.rounds or (1 if args.quick else 3)
+    rounds = common.rounds(args)
     rates: list[float] = args.rate
     print(f"e2e: {events:,} events of {common.EVENT_SIZE} bytes per burst round, deliveries of "
           f"{BATCH}, {args.producers} producer(s), {rounds} interleaved rounds; sustained: "
@@ -233,14 +214,14 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         figures["info_log_lines"] = common.median(info_lines)
 
     def row(name: str, key: str, note: str = "") -> list[str]:
-        return [name, common.fmt_rate(medians[key]), _rates(series[key]), note]
+        return [name, common.fmt_rate(medians[key]), common.fmt_rates(series[key]), note]
 
     print()
     rows = [
         row("burst end-to-end, log_level warning", "burst",
             f"{figures['ratio_to_bare_ingest']:.2f}x bare ingest, "
             f"{figures['ratio_to_bare_post']:.2f}x bare POST; target >= {TARGET_RATE:,}/s: "
-            + ("met" if figures["burst_target_met"] else "NOT met")),
+            + common.met(figures["burst_target_met"])),
         row("  same runs: ingest acks", "burst_ack"),
         row("  same runs: delivered while ingesting", "burst_during_ingest",
             "receiver count at the last ack / time to the last ack"),
@@ -261,8 +242,6 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     ]
     common.print_table(["run", "events/s (median)", "rounds", "notes"], rows)
     print(f"mean events per POST from webhookd (burst): {figures['mean_events_per_post']:.1f}")
-    if args.quick:
-        print("(--quick: smoke run, the figures mean nothing)")
     return figures
 
 
@@ -272,7 +251,7 @@ def keeps_up(rate: float, delivered: float, lag: float) -> bool:
 
 async def sustained(args: argparse.Namespace) -> dict[str, Any]:
     """The highest paced rate that keeps up for ``--sustained-seconds`` (see the docstring)."""
-    rounds = args.rounds or (1 if args.quick else 3)
+    rounds = common.rounds(args)
     seconds = args.sustained_seconds or (
         QUICK_SUSTAINED_SECONDS if args.quick else SUSTAINED_TARGET_SECONDS)
     rates = sorted(args.sustained_rates or (QUICK_SUSTAINED_RATES if args.quick
@@ -364,12 +343,12 @@ async def sustained(args: argparse.Namespace) -> dict[str, Any]:
     for row in table:
         rows.append([
             f"paced at {row['rate']:,.0f}/s for {seconds:g} s", str(row["rounds"]),
-            common.fmt_rate(row["delivered"]), _rates(row["delivered_rounds"]),
+            common.fmt_rate(row["delivered"]), common.fmt_rates(row["delivered_rounds"]),
             " / ".join(f"{lag:.2f}" for lag in row["lag_rounds"]),
             "keeps up" if row["keeps_up"] else "does NOT keep up",
         ])
     rows.append(["bare ingest (asyncio + orjson + aiosqlite)", str(len(bare)),
-                 common.fmt_rate(bare_median), _rates(bare), "", ""])
+                 common.fmt_rate(bare_median), common.fmt_rates(bare), "", ""])
     common.print_table(["run", "rounds", "delivered/s (median)", "delivered rounds",
                         "lag at the end, s", "verdict"], rows)
     if best:
@@ -379,8 +358,6 @@ async def sustained(args: argparse.Namespace) -> dict[str, Any]:
     else:
         print(f"no rate tried kept up for {seconds:g} s; target >= {SUSTAINED_TARGET_RATIO}x: "
               "NOT met")
-    if args.quick:
-        print("(--quick: smoke run, the figures mean nothing)")
     return figures
 
 

@@ -45,23 +45,12 @@ async def daemon_round(receiver: common.Receiver, events: int, webhooks: int,
     paths = [f"{prefix}{i:02d}" for i in range(webhooks)]
     config = [{"name": f"fan{i:02d}", "url": receiver.url(path), "events": ["order_*"],
                "maximum_events": BATCH} for i, path in enumerate(paths)]
-    daemon = common.Daemon(config, log_level="warning", keep=args.keep)
     limit = _limit(events * webhooks)
-    try:
-        await daemon.start()
-        assert daemon.process is not None
-        profiler = common.Profiler(args.profile, daemon.process.pid, f"fanout-{tag}")
-        try:
-            produced = await common.produce(daemon.socket_path, events, limit=limit)
-            during = await receiver.total(prefix)
-            answers = await asyncio.gather(*(receiver.wait(path, events, limit)
-                                             for path in paths))
-        except Exception as exc:
-            raise RuntimeError(f"webhookd round {tag} failed: {daemon.explain()}") from exc
-        finally:
-            profiler.stop()
-    finally:
-        daemon.stop()
+    async with common.measured_daemon(args, f"fanout-{tag}", f"webhookd round {tag} failed",
+                                      config) as daemon:
+        produced = await common.produce(daemon.socket_path, events, limit=limit)
+        during = await receiver.total(prefix)
+        answers = await asyncio.gather(*(receiver.wait(path, events, limit) for path in paths))
     if produced.errors:
         raise RuntimeError(f"webhookd answered {produced.errors} errors")
     for path, answer in zip(paths, answers, strict=True):
@@ -81,25 +70,9 @@ async def daemon_round(receiver: common.Receiver, events: int, webhooks: int,
     }
 
 
-async def ingest_round(events: int, args: argparse.Namespace) -> float:
-    baseline = common.Baseline(keep=args.keep)
-    try:
-        await baseline.start()
-        produced = await common.produce(baseline.socket_path, events)
-    finally:
-        baseline.stop()
-    if produced.errors:
-        raise RuntimeError(f"the baseline answered {produced.errors} errors")
-    return produced.rate
-
-
-def _rates(values: list[float]) -> str:
-    return " / ".join(common.fmt_rate(v) for v in values)
-
-
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     events = args.events or (QUICK_EVENTS if args.quick else DEFAULT_EVENTS)
-    rounds = args.rounds or (1 if args.quick else 3)
+    rounds = common.rounds(args)
     webhooks = args.webhooks
     print(f"fanout: {events:,} events of {common.EVENT_SIZE} bytes per round to {webhooks} "
           f"webhooks (maximum_events {BATCH}) = {events * webhooks:,} event deliveries, "
@@ -121,7 +94,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                   f"{result['during_ingest_rate']:,.0f}/s while ingesting, then "
                   f"{result['drain_rate']:,.0f}/s; {result['requests']:,.0f} POSTs; last "
                   f"webhook done {result['spread']:.2f}s after the first)", flush=True)
-            rate = await ingest_round(events, args)
+            rate = (await common.baseline_round(events, args)).rate
             series["bare_ingest"].append(rate)
             print(f"  round {number}: bare ingest {rate:>9,.0f} events/s", flush=True)
     medians = {name: common.median(values) for name, values in series.items()}
@@ -137,23 +110,21 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         ["run", "events/s (median)", "rounds", "notes"],
         [
             [f"webhookd, 1 stream -> {webhooks} webhooks, delivered in total",
-             common.fmt_rate(medians["delivered"]), _rates(series["delivered"]),
+             common.fmt_rate(medians["delivered"]), common.fmt_rates(series["delivered"]),
              f"{figures['ratio_to_bare_ingest']:.2f}x bare ingest; target >= "
              f"{TARGET_RATE:,}/s: " + common.met(figures["target_met"])],
             ["  same runs: ingest acks (events in)", common.fmt_rate(medians["ack"]),
-             _rates(series["ack"]), ""],
+             common.fmt_rates(series["ack"]), ""],
             ["  same runs: delivered while ingesting", common.fmt_rate(medians["during_ingest"]),
-             _rates(series["during_ingest"]), "all webhooks, up to the last ack"],
+             common.fmt_rates(series["during_ingest"]), "all webhooks, up to the last ack"],
             ["  same runs: delivered after the last ack", common.fmt_rate(medians["drain"]),
-             _rates(series["drain"]), "the drain, all webhooks"],
+             common.fmt_rates(series["drain"]), "the drain, all webhooks"],
             ["bare ingest (asyncio + orjson + aiosqlite)", common.fmt_rate(medians["bare_ingest"]),
-             _rates(series["bare_ingest"]), "one copy of the stream, taken in"],
+             common.fmt_rates(series["bare_ingest"]), "one copy of the stream, taken in"],
         ],
     )
     print(f"mean events per POST: {figures['mean_events_per_post']:.1f}; last webhook complete "
           f"{medians['spread']:.2f}s after the first (median)")
-    if args.quick:
-        print("(--quick: smoke run, the figures mean nothing)")
     return figures
 
 

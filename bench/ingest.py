@@ -27,39 +27,16 @@ TARGET_RATIO = 0.5
 
 async def daemon_round(events: int, producers: int, args: argparse.Namespace,
                        tag: str) -> common.Produced:
-    daemon = common.Daemon(log_level="warning", keep=args.keep)
-    try:
-        await daemon.start()
-        assert daemon.process is not None
-        profiler = common.Profiler(args.profile, daemon.process.pid, f"ingest-{tag}")
-        try:
-            produced = await common.produce(daemon.socket_path, events, producers)
-        except Exception as exc:
-            raise RuntimeError(f"webhookd round failed: {daemon.explain()}") from exc
-        finally:
-            profiler.stop()
-    finally:
-        daemon.stop()
+    async with common.measured_daemon(args, f"ingest-{tag}", "webhookd round failed") as daemon:
+        produced = await common.produce(daemon.socket_path, events, producers)
     if produced.errors:
         raise RuntimeError(f"webhookd answered {produced.errors} errors")
     return produced
 
 
-async def baseline_round(events: int, producers: int, args: argparse.Namespace) -> common.Produced:
-    baseline = common.Baseline(keep=args.keep)
-    try:
-        await baseline.start()
-        produced = await common.produce(baseline.socket_path, events, producers)
-    finally:
-        baseline.stop()
-    if produced.errors:
-        raise RuntimeError(f"the baseline answered {produced.errors} errors")
-    return produced
-
-
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     events = args.events or (QUICK_EVENTS if args.quick else DEFAULT_EVENTS)
-    rounds = args.rounds or (1 if args.quick else 3)
+    rounds = common.rounds(args)
     figures: dict[str, Any] = {"events_per_round": events, "rounds": rounds, "results": []}
     print(f"ingest: {events:,} events of {common.EVENT_SIZE} bytes per round, "
           f"{rounds} interleaved rounds, {common.loop_name()} loop; {common.machine()}", flush=True)
@@ -72,7 +49,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             daemon_rates.append(result.rate)
             print(f"  producers={producers} round {number}: webhookd {result.rate:>9,.0f}/s "
                   f"({result.seconds:.2f}s)", flush=True)
-            result = await baseline_round(events, producers, args)
+            result = await common.baseline_round(events, args, producers)
             baseline_rates.append(result.rate)
             print(f"  producers={producers} round {number}: baseline {result.rate:>9,.0f}/s "
                   f"({result.seconds:.2f}s)", flush=True)
@@ -93,17 +70,15 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             common.fmt_rate(r["webhookd"]),
             common.fmt_rate(r["baseline"]),
             f"{r['ratio']:.2f}x",
-            "met" if r["ratio"] >= TARGET_RATIO else "NOT met",
-            " / ".join(common.fmt_rate(v) for v in r["webhookd_rounds"]),
-            " / ".join(common.fmt_rate(v) for v in r["baseline_rounds"]),
+            common.met(r["ratio"] >= TARGET_RATIO),
+            common.fmt_rates(r["webhookd_rounds"]),
+            common.fmt_rates(r["baseline_rounds"]),
         ])
     common.print_table(
         ["producers", "webhookd ev/s", "baseline ev/s", "ratio",
          f"target >= {TARGET_RATIO}x", "webhookd rounds", "baseline rounds"],
         rows,
     )
-    if args.quick:
-        print("(--quick: smoke run, the figures mean nothing)")
     return figures
 
 

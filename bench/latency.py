@@ -129,23 +129,13 @@ async def daemon_round(receiver: common.Receiver, rate: float, seconds: float, w
                        args: argparse.Namespace, tag: str) -> dict[str, dict[str, float]]:
     path = f"/l{tag}"
     webhook = {"name": "latency", "url": receiver.url(path), "events": ["order_*"]}
-    daemon = common.Daemon([webhook], log_level="warning", keep=args.keep)
     count = warmup + _count(rate, seconds)
     limit = seconds * 2 + 60
-    try:
-        await daemon.start()
-        assert daemon.process is not None
-        profiler = common.Profiler(args.profile, daemon.process.pid, f"latency-{tag}")
-        try:
-            paced = await paced_produce(daemon.socket_path, count, rate, limit)
-            answer = await receiver.wait(path, count, 60.0)
-            latencies = await receiver.latencies(path)
-        except Exception as exc:
-            raise RuntimeError(f"webhookd round {tag} failed: {daemon.explain()}") from exc
-        finally:
-            profiler.stop()
-    finally:
-        daemon.stop()
+    async with common.measured_daemon(args, f"latency-{tag}", f"webhookd round {tag} failed",
+                                      [webhook]) as daemon:
+        paced = await paced_produce(daemon.socket_path, count, rate, limit)
+        answer = await receiver.wait(path, count, 60.0)
+        latencies = await receiver.latencies(path)
     if paced.errors:
         raise RuntimeError(f"webhookd answered {paced.errors} errors")
     if answer["events"] != count or len(latencies) != count:
@@ -161,13 +151,9 @@ async def daemon_round(receiver: common.Receiver, rate: float, seconds: float, w
 
 async def bare_ingest_round(rate: float, seconds: float, warmup: int,
                             args: argparse.Namespace) -> dict[str, float]:
-    baseline = common.Baseline(keep=args.keep)
     count = warmup + _count(rate, seconds)
-    try:
-        await baseline.start()
+    async with common.Baseline(keep=args.keep) as baseline:
         paced = await paced_produce(baseline.socket_path, count, rate, seconds * 2 + 60)
-    finally:
-        baseline.stop()
     if paced.errors:
         raise RuntimeError(f"the baseline answered {paced.errors} errors")
     return summary(paced.ack_latencies_ms(warmup))
@@ -205,7 +191,7 @@ def _ms(values: list[float]) -> str:
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
-    rounds = args.rounds or (1 if args.quick else 3)
+    rounds = common.rounds(args)
     rate = args.rate
     seconds = args.seconds or (QUICK_SECONDS if args.quick else DEFAULT_SECONDS)
     if args.events:
@@ -273,8 +259,6 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 f"bare ingest p99 + bare POST p99 = {floor:.1f} ms"),
         ],
     )
-    if args.quick:
-        print("(--quick: smoke run, the figures mean nothing)")
     return figures
 
 

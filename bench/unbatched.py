@@ -49,21 +49,11 @@ async def daemon_round(receiver: common.Receiver, events: int, args: argparse.Na
     path = f"/u{tag}"
     webhook = {"name": "unbatched", "url": receiver.url(path), "events": ["order_*"],
                "maximum_events": 1, "concurrency": CONCURRENCY}
-    daemon = common.Daemon([webhook], log_level="warning", keep=args.keep)
-    try:
-        await daemon.start()
-        assert daemon.process is not None
-        profiler = common.Profiler(args.profile, daemon.process.pid, f"unbatched-{tag}")
-        try:
-            produced = await common.produce(daemon.socket_path, events, limit=_limit(events))
-            during = await receiver.count(path)
-            answer = await receiver.wait(path, events, _limit(events))
-        except Exception as exc:
-            raise RuntimeError(f"webhookd round {tag} failed: {daemon.explain()}") from exc
-        finally:
-            profiler.stop()
-    finally:
-        daemon.stop()
+    async with common.measured_daemon(args, f"unbatched-{tag}", f"webhookd round {tag} failed",
+                                      [webhook]) as daemon:
+        produced = await common.produce(daemon.socket_path, events, limit=_limit(events))
+        during = await receiver.count(path)
+        answer = await receiver.wait(path, events, _limit(events))
     if produced.errors:
         raise RuntimeError(f"webhookd answered {produced.errors} errors")
     if answer["events"] != events or answer["requests"] != events:
@@ -109,13 +99,9 @@ async def post_round(receiver: common.Receiver, events: int, tag: str) -> float:
     return float(events / (answer["reached_at"] - started))
 
 
-def _rates(values: list[float]) -> str:
-    return " / ".join(common.fmt_rate(v) for v in values)
-
-
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     events = args.events or (QUICK_EVENTS if args.quick else DEFAULT_EVENTS)
-    rounds = args.rounds or (1 if args.quick else 3)
+    rounds = common.rounds(args)
     print(f"unbatched: {events:,} events of {common.EVENT_SIZE} bytes per round, "
           f"maximum_events 1, concurrency {CONCURRENCY}, {rounds} interleaved rounds, "
           f"{common.loop_name()} loop; {common.machine()}", flush=True)
@@ -151,21 +137,20 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         ["run", "deliveries/s (median)", "rounds", "notes"],
         [
             ["webhookd, maximum_events 1, concurrency 16", common.fmt_rate(medians["webhookd"]),
-             _rates(series["webhookd"]),
+             common.fmt_rates(series["webhookd"]),
              f"{ratio:.2f}x bare POST; target >= {TARGET_RATIO}x: "
              + common.met(figures["target_met"])],
-            ["  same runs: ingest acks", common.fmt_rate(medians["ack"]), _rates(series["ack"]),
-             ""],
+            ["  same runs: ingest acks", common.fmt_rate(medians["ack"]),
+             common.fmt_rates(series["ack"]), ""],
             ["  same runs: delivered while ingesting", common.fmt_rate(medians["during_ingest"]),
-             _rates(series["during_ingest"]), "receiver count at the last ack / its time"],
+             common.fmt_rates(series["during_ingest"]),
+             "receiver count at the last ack / its time"],
             ["  same runs: delivered after the last ack", common.fmt_rate(medians["drain"]),
-             _rates(series["drain"]), "the drain"],
+             common.fmt_rates(series["drain"]), "the drain"],
             [f"bare POST loop (aiohttp, {CONCURRENCY} tasks, 1 event/POST)",
-             common.fmt_rate(medians["bare_post"]), _rates(series["bare_post"]), ""],
+             common.fmt_rate(medians["bare_post"]), common.fmt_rates(series["bare_post"]), ""],
         ],
     )
-    if args.quick:
-        print("(--quick: smoke run, the figures mean nothing)")
     return figures
 
 
