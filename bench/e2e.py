@@ -23,7 +23,8 @@ Figures are medians over the rounds. ``--rate`` with no value skips the paced ru
 ``--sustained``: instead of all that, the highest paced rate the daemon keeps up with
 for ``--sustained-seconds`` (default 30 s). Same daemon and webhook as above; the
 producer paced at each of ``--sustained-rates`` in turn, lowest first, one round each,
-until one does not keep up (keeps up = delivered >= 97% of the rate, i.e. N / (first
+until one does not keep up (if all do, on up by the last step until one does not,
+except with ``--quick``; keeps up = delivered >= 97% of the rate, i.e. N / (first
 write -> N-th event at the receiver), and the last event arrived < 1 s after its
 ack); then the gap between the highest rate that kept up (0 if none did) and that one
 is halved, one round per step, down to ``--sustained-resolution`` (default 2,500/s,
@@ -57,7 +58,8 @@ SUSTAINED_SECONDS = 12
 QUICK_EVENTS = 2_000
 BATCH = 100
 TARGET_RATE = 10_000
-SUSTAINED_RATES = [15_000.0, 20_000.0, 25_000.0, 30_000.0]
+SUSTAINED_RATES = [20_000.0, 30_000.0, 40_000.0]
+MAX_SUSTAINED_RATE = 200_000.0
 SUSTAINED_TARGET_SECONDS = 30.0
 QUICK_SUSTAINED_RATES = [2_000.0, 4_000.0]
 QUICK_SUSTAINED_SECONDS = 1.0
@@ -291,6 +293,15 @@ async def sustained(args: argparse.Namespace) -> dict[str, Any]:
             if not await one(receiver, rate):
                 break
             passed.append(rate)
+        # Every listed rate kept up: go on up by the last step until one does not
+        # (not in the smoke run, which must stay short).
+        step = rates[-1] - rates[-2] if len(rates) > 1 else rates[-1]
+        while (len(passed) == len(rates) and rates[-1] < MAX_SUSTAINED_RATE
+               and not args.quick):
+            rates.append(rates[-1] + step)
+            if not await one(receiver, rates[-1]):
+                break
+            passed.append(rates[-1])
         # Narrow the gap between the highest rate that kept up (0 if none) and the
         # lowest that did not, by halves, down to the resolution.
         failed = [rate for rate in rates if rate not in passed][:1]
@@ -374,8 +385,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="only the sustained search: the highest paced rate that keeps "
                         "up for --sustained-seconds")
     parser.add_argument("--sustained-rates", type=float, nargs="+",
-                        help="rates tried by --sustained (default 15000 20000 25000 30000; "
-                        "quick 2000 4000)")
+                        help="rates tried by --sustained (default 20000 30000 40000, on up "
+                        "by the last step while they keep up; quick 2000 4000)")
     parser.add_argument("--sustained-resolution", type=float, default=SUSTAINED_RESOLUTION,
                         help="narrow the edge between the highest rate that kept up and the "
                         f"lowest that did not down to this (default {SUSTAINED_RESOLUTION:,})")
