@@ -20,6 +20,10 @@ from webhookd.model import Accepted, Incoming, QueuedEvent, element
 
 
 class Subscriber(Protocol):
+    def wants(self, seq: int) -> bool:
+        """Whether :meth:`push` would keep this event (a full window would not)."""
+        ...
+
     def push(self, event: QueuedEvent) -> None: ...
 
 
@@ -84,8 +88,13 @@ class Bus:
         for event, result in zip(incoming, accepted, strict=True):
             if result.duplicate or not event.targets:
                 continue
-            queued = QueuedEvent(result.seq, accepted_at, element(event.name, event.object_json))
+            queued = None  # built once, and only if some window keeps it
             for webhook_id in event.targets:
                 entry = subscribers.get(webhook_id)
-                if entry is not None:
-                    entry[2].push(queued)
+                if entry is None or not entry[2].wants(result.seq):
+                    continue  # a spilled window finds the event in SQLite later
+                if queued is None:
+                    queued = QueuedEvent(
+                        result.seq, accepted_at, element(event.name, event.object_json)
+                    )
+                entry[2].push(queued)

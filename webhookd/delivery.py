@@ -87,6 +87,9 @@ class Courier:
 
     # -- outside calls ---------------------------------------------------------------
 
+    def wants(self, seq: int) -> bool:
+        return self.window.wants(seq)
+
     def push(self, event: QueuedEvent) -> None:
         """A committed event for this webhook (called by the bus, in commit order)."""
         self.window.push(event)

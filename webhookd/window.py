@@ -48,15 +48,23 @@ class Window:
     def __len__(self) -> int:
         return len(self._events)
 
+    def wants(self, seq: int) -> bool:
+        """Whether :meth:`push` would keep the event: the bus builds it only then."""
+        if self._arrived_during_refill is not None:
+            return True
+        if self._spilled or seq <= self._loaded_upto:
+            return False
+        if len(self._events) >= self.window_events or self.bytes >= self.window_bytes:
+            self._spilled = True  # from here on the queue is read back from SQLite
+            return False
+        return True
+
     def push(self, event: QueuedEvent) -> None:
         """A committed event for this webhook (from the bus, in commit order)."""
+        if not self.wants(event.seq):
+            return
         if self._arrived_during_refill is not None:
             self._arrived_during_refill.append(event)
-            return
-        if self._spilled or event.seq <= self._loaded_upto:
-            return
-        if len(self._events) >= self.window_events or self.bytes >= self.window_bytes:
-            self._spilled = True
             return
         if self.shape is not None:
             event = self.shape(event)
