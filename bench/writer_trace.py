@@ -88,6 +88,15 @@ def serve_traced(config: str, out: str, use_uvloop: bool = False) -> None:
             if what != "form":
                 records.append(f"record {started:.6f} {time.monotonic() - started:.6f}")
 
+    checkpoint = store.Store.checkpoint
+
+    async def timed_checkpoint(self: Any) -> Any:
+        started = time.monotonic()
+        frames = await checkpoint(self)
+        records.append(f"ckpt {started:.6f} {time.monotonic() - started:.6f} {frames[0]}")
+        return frames
+
+    store.Store.checkpoint = timed_checkpoint  # type: ignore[method-assign]
     store.Store._transaction = timed_transaction  # type: ignore[method-assign]
     delivery.Courier._next_delivery = timed_form  # type: ignore[method-assign]
     sender.Sender.post = timed_post  # type: ignore[method-assign]
@@ -139,7 +148,7 @@ async def trace(args: argparse.Namespace) -> None:
     print(f"{args.events:,} events: acked in {produced.seconds:.2f}s ({produced.rate:,.0f}/s), "
           f"all delivered after {end - produced.started:.2f}s")
     parsed: dict[str, list[tuple[float, float, int]]] = {
-        "tx": [], "form": [], "record": [], "post": []}
+        "tx": [], "form": [], "record": [], "post": [], "ckpt": []}
     for line in lines:
         parts = line.split()
         if len(parts) >= 3:
@@ -152,6 +161,7 @@ async def trace(args: argparse.Namespace) -> None:
         for kind, name in (("tx", "writer transactions"),
                            ("form", "courier: wait for a delivery to form (and commit)"),
                            ("post", "courier: POST"),
+                           ("ckpt", "WAL checkpoints beside the writer (frames in the WAL)"),
                            ("record", "courier: record an attempt (and form the next)")):
             _summary(name, [r for r in parsed[kind] if start <= r[0] < stop], kind == "tx")
 
