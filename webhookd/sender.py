@@ -206,10 +206,13 @@ class Sender:
         # Read at most the log's limit: a huge answer must not fill our memory.
         chunks: list[bytes] = []
         remaining = self.log_body_limit
+        content = response.content
         while remaining > 0:
-            chunk = await response.content.read(remaining)
+            chunk = await content.read(remaining)
             if not chunk:
                 break
             chunks.append(chunk)
             remaining -= len(chunk)
+            if content.at_eof():  # the usual short answer: no second read for b""
+                break
         return b"".join(chunks).decode("utf-8", errors="replace")
