@@ -181,6 +181,34 @@ async def test_a_courier_op_joins_the_running_transaction(tmp_path: Path, broken
     db.close()
 
 
+async def test_a_failing_courier_op_inside_an_ingest_op_undoes_only_itself(
+    tmp_path: Path,
+) -> None:
+    store = await opened(tmp_path / "webhookd.db")
+    loop = asyncio.get_running_loop()
+    ingest = store.ingest_op([incoming(n) for n in range(200)], time.time())
+    courier: list[asyncio.Future[object]] = []
+
+    async def submit_broken() -> None:
+        courier.append(store.submit(lambda conn: conn.execute("INSERT INTO nowhere VALUES (1)")))
+
+    def run(conn: sqlite3.Connection) -> object:
+        # Queued while this op runs: taken at its first 64-event chunk boundary. The
+        # failure undoes the ingest op too, which runs again in the next transaction.
+        if not courier:
+            asyncio.run_coroutine_threadsafe(submit_broken(), loop).result(5)
+        return ingest(conn)
+
+    async with writing(store):
+        accepted = await store.submit(run, weight=200)
+        with pytest.raises(sqlite3.OperationalError):
+            await courier[0]
+    assert [a.seq for a in accepted] == list(range(1, 201))  # type: ignore[attr-defined]
+    db = sqlite3.connect(tmp_path / "webhookd.db")
+    assert db.execute("SELECT count(*), max(seq) FROM events").fetchone() == (200, 200)
+    db.close()
+
+
 async def test_sequence_and_dedup_survive_reopening(tmp_path: Path) -> None:
     path = tmp_path / "webhookd.db"
     async with writing(await opened(path)) as store:

@@ -374,7 +374,8 @@ class Store:
         again with a savepoint per op, so that the failing op alone is undone; ops are
         closures over their inputs and can run twice. Urgent ops queued meanwhile run
         at the next op boundary or chunk of an ingest op (:meth:`_serve_urgent`); the
-        transaction then commits without running the rest of ``ops``, which go next.
+        transaction then commits without running the rest of ``ops``, which go next
+        (so does an ingest op that an urgent op's failure interrupted).
         """
         assert self._writer_db is not None
         conn = self._writer_db._conn
@@ -395,10 +396,12 @@ class Store:
                     conn.execute("ROLLBACK")
                 self._next_seq = start_seq
                 assert self._current is not None
-                redo = [*self._ran, self._current]  # in the order they ran, failing op last
+                # In the order they ran, the failing op last; kept in _ran before BEGIN so
+                # that a failure from here on still answers every op taken.
+                self._ran = [*self._ran, self._current]
                 self._serving = False
                 conn.execute("BEGIN IMMEDIATE")
-                self._ran, self._outcomes = redo, [self._isolated(conn, op) for op in redo]
+                self._outcomes = [self._isolated(conn, op) for op in self._ran]
             conn.execute("COMMIT")
         except BaseException:
             self._next_seq = start_seq
