@@ -209,6 +209,29 @@ async def test_a_failing_courier_op_inside_an_ingest_op_undoes_only_itself(
     db.close()
 
 
+async def test_courier_ops_cannot_starve_ingest(tmp_path: Path) -> None:
+    store = await opened(tmp_path / "webhookd.db")
+    order: list[str] = []
+    later: list[asyncio.Future[object]] = []
+
+    def noted(name: str) -> Callable[[object], None]:
+        return lambda _: order.append(name)
+
+    def then_another(_: object) -> None:
+        order.append("courier 1")
+        # Waiting when the next transaction starts, as a steady stream of courier ops is.
+        later.append(store.submit(lambda conn: None, noted("courier 2")))
+
+    # A plain weighted op: it does not take urgent ops between chunks as ingest_op does.
+    ingest = store.submit(lambda conn: None, noted("ingest"), weight=1)
+    first = store.submit(lambda conn: None, then_another)
+    async with writing(store):
+        await asyncio.gather(ingest, first)
+        await later[0]
+    # The first courier op commits alone; the ingest op then goes before the next one.
+    assert order == ["courier 1", "ingest", "courier 2"]
+
+
 async def test_sequence_and_dedup_survive_reopening(tmp_path: Path) -> None:
     path = tmp_path / "webhookd.db"
     async with writing(await opened(path)) as store:

@@ -213,6 +213,7 @@ class Store:
         self._urgent_ran = 0
         self._serving = False
         self._current: Op[Any] | None = None
+        self._ingest_turn = False
         # Only touched on the database thread, inside the writer's transaction.
         self._next_seq = 1
 
@@ -385,12 +386,16 @@ class Store:
         conn.execute("BEGIN IMMEDIATE")
         try:
             try:
-                self._serve_urgent(conn)
+                if not self._ingest_turn:
+                    self._serve_urgent(conn)
                 for op in ops:
                     if self._urgent_ran:
                         break
                     self._run(conn, op)
                     self._serve_urgent(conn)
+                # Ingest ops waiting behind a transaction of urgent ops alone go first
+                # next time: a steady stream of courier ops cannot starve ingest.
+                self._ingest_turn = bool(ops) and not any(op.weight for op in self._ran)
             except Exception:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
