@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,9 @@ T = TypeVar("T")
 MAX_EVENTS_PER_TRANSACTION = 1024
 # Events inserted between two looks for urgent (courier) ops waiting on the writer.
 INGEST_CHUNK = 64
+# Seconds ingest ops may wait behind transactions of urgent ops alone before the next
+# transaction runs one of them first.
+INGEST_MAX_WAIT = 0.005
 # WAL pages (4 KiB) before the writer checkpoints itself: bounds the WAL at ~80 MB.
 WRITER_CHECKPOINT_PAGES = 20_000
 
@@ -213,7 +217,7 @@ class Store:
         self._urgent_ran = 0
         self._serving = False
         self._current: Op[Any] | None = None
-        self._ingest_turn = False
+        self._ingest_waiting_since: float | None = None  # behind urgent-only transactions
         # Only touched on the database thread, inside the writer's transaction.
         self._next_seq = 1
 
@@ -386,16 +390,22 @@ class Store:
         conn.execute("BEGIN IMMEDIATE")
         try:
             try:
-                if not self._ingest_turn:
+                # Urgent ops go first, unless ingest has waited behind transactions of
+                # urgent ops alone for too long: a steady stream of them cannot starve it.
+                now = time.monotonic()
+                if self._ingest_waiting_since is None or not ops or (
+                    now - self._ingest_waiting_since < INGEST_MAX_WAIT
+                ):
                     self._serve_urgent(conn)
                 for op in ops:
                     if self._urgent_ran:
                         break
                     self._run(conn, op)
                     self._serve_urgent(conn)
-                # Ingest ops waiting behind a transaction of urgent ops alone go first
-                # next time: a steady stream of courier ops cannot starve ingest.
-                self._ingest_turn = bool(ops) and not any(op.weight for op in self._ran)
+                if not ops or any(op.weight for op in self._ran):
+                    self._ingest_waiting_since = None
+                elif self._ingest_waiting_since is None:
+                    self._ingest_waiting_since = now
             except Exception:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
