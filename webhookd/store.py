@@ -42,7 +42,7 @@ MAX_EVENTS_PER_TRANSACTION = 1024
 INGEST_CHUNK = 64
 # Seconds ingest ops may wait behind transactions of urgent ops alone before the next
 # transaction runs one of them first.
-INGEST_MAX_WAIT = 0.005
+INGEST_MAX_WAIT = 0.05
 # WAL pages (4 KiB) before the writer checkpoints itself: bounds the WAL at ~80 MB.
 WRITER_CHECKPOINT_PAGES = 20_000
 
